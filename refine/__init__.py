@@ -1,0 +1,1 @@
+"""Shared foundations of prefect-refine that every layer may import (only the error tree)."""
