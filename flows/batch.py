@@ -1,0 +1,182 @@
+"""The Prefect flows: ``refine_batch`` over a dataset and ``refine_one`` for a single item.
+
+One Prefect task is one refinement step over a chunk of items (a task per HTTP call would cost
+more than the calls: see DESIGN.md). Per chunk the DAG reads step 1 -> step 2 -> ...; chunks
+move independently, and every request of the run shares one limit on requests in flight.
+Finished items go to the output file as soon as their chunk's step returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from flows.engine import ItemRun, Refiner
+from flows.output import OutputLog
+from flows.records import Item, Trajectory
+from flows.runtime import load_checked_items, open_refiner
+from flows.settings import RunConfig
+from refine.errors import FatalEndpointError
+
+__all__ = ["BatchSummary", "refine_batch", "refine_one"]
+
+
+class Chunk:
+    """Items refined together. A plain class on purpose: Prefect links a task to the chunk it
+    receives by identity, and does not walk into plain objects the way it walks pydantic models.
+    """
+
+    def __init__(self, index: int, runs: list[ItemRun]) -> None:
+        self.index = index
+        self.runs = runs
+
+    @property
+    def active(self) -> list[ItemRun]:
+        return [run for run in self.runs if not run.done]
+
+
+class BatchSummary(BaseModel):
+    """What a batch run did, returned by the flow and printed by the CLI."""
+
+    output_path: Path
+    items: int
+    skipped: int
+    ok: int
+    failed: int
+    http_attempts: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    wall_s: float
+
+
+@task(
+    name="refine-step",
+    task_run_name="step-{step} [chunk {chunk_index}]",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+async def refine_step(refiner: Refiner, chunk: Chunk, step: int, chunk_index: int) -> Chunk:
+    """Run step ``step`` for the chunk's unfinished items, concurrently.
+
+    Args:
+        refiner: the run's shared client, cache, templates and cleaners.
+        chunk: the items; finished ones are left alone.
+        step: 1-based step number.
+        chunk_index: shown in the task run's name.
+
+    Returns:
+        A new Chunk over the same item runs, so the next step links to this task in the DAG.
+    """
+    async with asyncio.TaskGroup() as group:  # a fatal endpoint error cancels the siblings
+        for run in chunk.active:
+            group.create_task(refiner.step(run, step))
+    return Chunk(chunk.index, chunk.runs)
+
+
+async def _refine_chunk(refiner: Refiner, chunk: Chunk, out: OutputLog) -> None:
+    logger = get_run_logger()
+    for step in range(1, refiner.config.steps + 1):
+        if not chunk.active:
+            break
+        before = {id(run) for run in chunk.active}
+        chunk = await refine_step(refiner, chunk, step, chunk.index)
+        for run in chunk.runs:
+            if id(run) in before and run.done:
+                record = run.trajectory()
+                out.append(record)
+                if record.status == "failed":
+                    logger.warning("item %s failed: %s", record.id, record.error)
+
+
+def _chunks(refiner: Refiner, items: list[Item], size: int) -> list[Chunk]:
+    runs = [refiner.start(item) for item in items]
+    return [
+        Chunk(i, runs[start : start + size]) for i, start in enumerate(range(0, len(runs), size))
+    ]
+
+
+def _unwrap_fatal(group: BaseExceptionGroup[Any]) -> BaseException:
+    fatal = group.subgroup(FatalEndpointError)
+    while fatal is not None and isinstance(fatal, BaseExceptionGroup):
+        fatal = fatal.exceptions[0]  # type: ignore[assignment]
+    return fatal or group
+
+
+@flow(name="refine-batch", log_prints=False)
+async def refine_batch(
+    input_path: Path, output_path: Path, config: RunConfig | None = None
+) -> BatchSummary:
+    """Refine every item of a dataset in T steps and append one record per item to the output.
+
+    Args:
+        input_path: JSONL or CSV dataset; each row has an ``id`` or is named by its line number.
+        output_path: JSONL output; an existing file is resumed (finished ids are skipped).
+        config: the run's settings (no secrets: the API key is read from the environment or
+            the config file named in it).
+    """
+    config = config or RunConfig()
+    started = time.perf_counter()
+    logger = get_run_logger()
+    items = load_checked_items(input_path, config)
+    with OutputLog(output_path) as out:
+        pending = [item for item in items if item.id not in out.finished]
+        skipped = len(items) - len(pending)
+        if skipped:
+            logger.info(
+                "resuming %s: %d of %d items already done", output_path, skipped, len(items)
+            )
+        async with open_refiner(config) as refiner:
+            chunks = _chunks(refiner, pending, config.chunk_size)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for chunk in chunks:
+                        group.create_task(_refine_chunk(refiner, chunk, out))
+            except BaseExceptionGroup as group_error:
+                raise _unwrap_fatal(group_error) from None
+            records = [run.trajectory() for chunk in chunks for run in chunk.runs]
+            http_attempts = refiner.client.http_attempts
+            cache_hits = refiner.cache_hits
+    fresh = [d for r in records for d in r.drafts if not d.cached]
+    summary = BatchSummary(
+        output_path=output_path,
+        items=len(items),
+        skipped=skipped,
+        ok=sum(r.status == "ok" for r in records),
+        failed=sum(r.status == "failed" for r in records),
+        http_attempts=http_attempts,
+        cache_hits=cache_hits,
+        prompt_tokens=sum(d.usage.prompt_tokens for d in fresh),
+        completion_tokens=sum(d.usage.completion_tokens for d in fresh),
+        wall_s=round(time.perf_counter() - started, 3),
+    )
+    logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
+    return summary
+
+
+@flow(name="refine-one", log_prints=False)
+async def refine_one(fields: dict[str, Any], config: RunConfig | None = None) -> Trajectory:
+    """Refine a single item given as its input fields (for Python users and tests).
+
+    Args:
+        fields: the row, e.g. ``{"text": "..."}``; ``id`` and ``reference`` are optional.
+        config: the run's settings.
+    """
+    config = config or RunConfig()
+    row = dict(fields)
+    item = Item(
+        id=str(row.pop("id", "1")), line=1, fields=row, reference=row.pop("reference", None)
+    )
+    async with open_refiner(config) as refiner:
+        chunk = Chunk(0, [refiner.start(item)])
+        for step in range(1, config.steps + 1):
+            if not chunk.active:
+                break
+            chunk = await refine_step(refiner, chunk, step, 0)
+        return chunk.runs[0].trajectory()

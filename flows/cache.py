@@ -1,0 +1,65 @@
+"""A content-addressed request cache: one JSON file per request, written atomically.
+
+The key hashes everything that changes the answer (model, messages, sampling parameters, extra
+body fields, step and sample index) and never the API key. A torn, corrupt or foreign entry
+reads as a miss, never as a wrong answer; concurrent writers of the same key each replace the
+file whole, so a reader sees one complete entry or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RequestCache", "request_key"]
+
+FORMAT = 1
+
+
+def request_key(request: dict[str, Any]) -> str:
+    """The SHA-256 of the request's canonical JSON form."""
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RequestCache:
+    """Answers of earlier requests on disk, under ``root/<2 hex>/<key>.json``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored answer for ``key``, or None when absent or unreadable."""
+        try:
+            entry = json.loads(self._path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
+            return None
+        answer = entry.get("answer")
+        return answer if isinstance(answer, dict) else None
+
+    def put(self, key: str, answer: dict[str, Any]) -> None:
+        """Store ``answer`` for ``key``: write a temp file beside it, then rename it into place.
+
+        No fsync: a killed process leaves complete files in the page cache, and after a power
+        loss an empty or torn file is still only a miss.
+        """
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"format": FORMAT, "key": key, "answer": answer}, ensure_ascii=False)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,156 @@
+"""The ``refine`` command line: run a batch, inspect templates.
+
+Exit codes: 0 every item succeeded, 1 some items failed, 2 bad input or configuration (or an
+endpoint that refuses every request: 401/403/404), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.cli_templates import templates_app
+from flows.settings import RunConfig, build_run_config
+from refine.errors import RefineError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Multi-step refinement of LLM predictions, run as Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(templates_app, name="templates")
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run_guarded(action: Callable[[], T]) -> T:
+    """Run ``action``; a RefineError becomes its message and exit code, never a traceback."""
+    try:
+        return action()
+    except RefineError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted: finished items are in the output; run again to resume"
+        )
+        raise typer.Exit(130) from None
+
+
+def config_from_flags(config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Layer CLI flags over the config file, environment and defaults."""
+    return build_run_config(overrides, config_file)
+
+
+@app.command()
+def run(
+    input_path: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv, one item a row.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (resumed).")] = Path(
+        "refined.jsonl"
+    ),
+    task: Annotated[
+        str | None, typer.Option(help="generic, summarize, translate, qa, codegen.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Refinement steps T.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    template_dir: Annotated[
+        list[Path] | None, typer.Option(help="Template folder searched first (repeatable).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight, whole run.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Items per Prefect task.")] = None,
+    history: Annotated[int | None, typer.Option(help="Earlier drafts each step sees.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Max tokens per answer.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, where supported.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Request cache folder.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Refine every row of INPUT in T steps; write one JSON line per item to --output."""
+    overrides: dict[str, Any] = {
+        "task": task,
+        "steps": steps,
+        "template_dirs": template_dir or None,
+        "concurrency": concurrency,
+        "chunk_size": chunk_size,
+        "history": history,
+        "cache_dir": cache_dir,
+        "use_cache": False if no_cache else None,
+        "endpoint": {
+            "model": model,
+            "base_url": base_url,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+        },
+    }
+    summary = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
+    raise typer.Exit(0 if summary.failed == 0 else 1)
+
+
+def _run(
+    input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
+) -> Any:
+    # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
+    from flows.batch import refine_batch
+    from flows.output import OutputLog
+    from flows.progress import OutputWatcher, RunProgress
+    from flows.runtime import load_checked_items
+
+    config = config_from_flags(config_file, overrides)
+    items = load_checked_items(input_path, config)  # fail fast, before Prefect starts
+    with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
+        remaining = sum(item.id not in out.finished for item in items)
+    watcher = OutputWatcher(output)
+    watcher.skip_existing()
+
+    async def main() -> Any:
+        with RunProgress(watcher, remaining, disable=quiet or not sys.stderr.isatty()) as bar:
+            flow_run = asyncio.ensure_future(refine_batch(input_path, output, config))
+            while not flow_run.done():
+                bar.refresh()
+                await asyncio.wait([flow_run], timeout=0.5)
+            return flow_run.result()
+
+    summary = asyncio.run(main())
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title="refine run", show_header=False)
+    for label, value in [
+        ("output", str(summary.output_path)),
+        ("items", summary.items),
+        ("already done (resumed)", summary.skipped),
+        ("ok", summary.ok),
+        ("failed", summary.failed),
+        ("HTTP requests", summary.http_attempts),
+        ("cache hits", summary.cache_hits),
+        ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
+        ("wall time", f"{summary.wall_s:.2f} s"),
+    ]:
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

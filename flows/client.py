@@ -1,0 +1,173 @@
+"""The OpenAI-compatible chat client: one call = retries under a deadline, usage and latency.
+
+The SDK's own retries are off (``max_retries=0``) so the tenacity policy in :mod:`flows.retry`
+is the single owner of transport retries. Requests in flight are capped by one semaphore shared
+by the whole run; it is held only while a request is on the wire, never during a backoff sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import SecretStr
+
+from flows.records import Usage
+from flows.retry import CallTimeoutError, build_retrying
+from flows.settings import EndpointConfig, RetryConfig
+from refine.errors import ConfigError, EndpointError, FatalEndpointError
+
+__all__ = ["ChatClient", "Completion"]
+
+Message = dict[str, str]
+FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not found"}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one successful call returned, and what it took to get it."""
+
+    content: str
+    finish_reason: str | None
+    usage: Usage
+    latency_s: float
+    attempts: int
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    text = exc.response.text if exc.response is not None else ""
+    return text[:300] or exc.message
+
+
+def _usage_of(response: Any) -> Usage:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+        cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+    )
+
+
+class ChatClient:
+    """Calls one chat endpoint for a whole run; a 401/403/404 is remembered and stops all calls."""
+
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        retry: RetryConfig,
+        api_key: SecretStr | None,
+        *,
+        max_in_flight: int,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if not endpoint.base_url:
+            raise ConfigError("no endpoint: pass --base-url or set OPENAI_BASE_URL")
+        if not endpoint.model:
+            raise ConfigError("no model: pass --model or set REFINE_MODEL")
+        self.endpoint = endpoint
+        self.retry = retry
+        self._sleep = sleep
+        self._limiter = asyncio.Semaphore(max_in_flight)
+        self._fatal: FatalEndpointError | None = None
+        self.http_attempts = 0
+        self._sdk = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            # Local servers need no key, but the SDK insists on one; this placeholder is no secret.
+            api_key=api_key.get_secret_value() if api_key else "no-key",
+            max_retries=0,
+            timeout=openai.Timeout(retry.call_deadline_s, connect=retry.connect_timeout_s),
+        )
+
+    async def complete(self, messages: list[Message]) -> Completion:
+        """One chat completion under the retry policy; raises EndpointError when it gives up."""
+        if self._fatal is not None:
+            raise self._fatal
+        attempts = 0
+        started = time.perf_counter()
+        try:
+            async for attempt in build_retrying(self.retry, sleep=self._sleep):
+                with attempt:
+                    attempts += 1
+                    response = await self._attempt(messages)
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc, attempts) from None
+        except openai.APIConnectionError as exc:
+            raise EndpointError(
+                f"cannot reach {self.endpoint.base_url} after {attempts} attempt(s): {exc.message}",
+                url=self.endpoint.base_url,
+            ) from None
+        except CallTimeoutError as exc:
+            raise EndpointError(f"{exc} (after {attempts} attempt(s))") from None
+        except openai.OpenAIError as exc:
+            raise EndpointError(f"unusable answer from {self.endpoint.base_url}: {exc}") from None
+        return self._completion(response, time.perf_counter() - started, attempts)
+
+    async def _attempt(self, messages: list[Message]) -> Any:
+        async with self._limiter:
+            self.http_attempts += 1
+            deadline = self.retry.call_deadline_s
+            try:
+                async with asyncio.timeout(deadline):
+                    return await self._sdk.chat.completions.create(
+                        model=self.endpoint.model or "",
+                        messages=messages,  # type: ignore[arg-type]
+                        extra_body=self.endpoint.extra_body or None,
+                        **self.endpoint.sampling(),
+                    )
+            except TimeoutError:
+                raise CallTimeoutError(
+                    f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
+                ) from None
+
+    def _status_error(self, exc: openai.APIStatusError, attempts: int) -> EndpointError:
+        status = exc.status_code
+        message = _server_message(exc)
+        url = self.endpoint.base_url
+        if status in FATAL_STATUS:
+            hint = {
+                401: "check the API key (OPENAI_API_KEY or [endpoint] api_key)",
+                403: "the key is not allowed to use this model or endpoint",
+                404: f"check --base-url and that model {self.endpoint.model!r} is served there",
+            }[status]
+            fatal = FatalEndpointError(
+                f"{url} answered {status} {FATAL_STATUS[status]}: {message}; {hint}",
+                status=status,
+                url=url,
+            )
+            self._fatal = fatal
+            return fatal
+        return EndpointError(
+            f"{url} answered {status} after {attempts} attempt(s): {message}",
+            status=status,
+            url=url,
+        )
+
+    def _completion(self, response: Any, latency_s: float, attempts: int) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise EndpointError(f"answer from {self.endpoint.base_url} has no choices")
+        choice = choices[0]
+        content = choice.message.content if choice.message is not None else None
+        return Completion(
+            content=content or "",
+            finish_reason=choice.finish_reason,
+            usage=_usage_of(response),
+            latency_s=latency_s,
+            attempts=attempts,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._sdk.close()

@@ -1,0 +1,112 @@
+"""Reading datasets (JSONL or CSV) into validated :class:`Item` records.
+
+Every problem in the file is collected before anything runs, so one error names each bad line
+and field at once instead of failing on the first and losing the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from flows.records import Item
+from refine.errors import FieldProblem, InputError
+
+__all__ = ["read_items"]
+
+RESERVED = ("id", "reference")
+
+
+def read_items(path: Path) -> list[Item]:
+    """All rows of ``path`` as Items; raises InputError listing every bad line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, [FieldProblem(0, None, "file not found")]) from None
+    except OSError as exc:
+        raise InputError(path, [FieldProblem(0, None, f"cannot read: {exc.strerror}")]) from None
+    suffix = path.suffix.lower()
+    if suffix in {".jsonl", ".ndjson"}:
+        rows, problems = _jsonl_rows(data)
+    elif suffix == ".csv":
+        rows, problems = _csv_rows(data)
+    else:
+        raise InputError(path, [FieldProblem(0, None, "unknown format: use .jsonl or .csv")])
+    items = _to_items(rows, problems)
+    if not items and not problems:
+        problems.append(FieldProblem(0, None, "the file has no rows"))
+    if problems:
+        raise InputError(path, sorted(problems, key=lambda p: p.line))
+    return items
+
+
+def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[FieldProblem] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(FieldProblem(number, None, f"not UTF-8 (byte {exc.start + 1})"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problems.append(FieldProblem(number, None, f"not valid JSON: {exc.msg}"))
+            continue
+        if not isinstance(row, dict):
+            problems.append(FieldProblem(number, None, "a row must be a JSON object"))
+            continue
+        rows.append((number, row))
+    return rows, problems
+
+
+def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return [], [FieldProblem(line, None, f"not UTF-8 (byte {exc.start + 1})")]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[FieldProblem] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                problems.append(FieldProblem(line, None, "more values than header columns"))
+                continue
+            # A short row leaves columns unset: drop them so the template check names them.
+            rows.append((line, {k: v for k, v in row.items() if v is not None}))
+    except csv.Error as exc:
+        problems.append(FieldProblem(reader.line_num, None, f"bad CSV: {exc}"))
+    if reader.fieldnames is None:
+        problems.append(FieldProblem(1, None, "no header row"))
+    return rows, problems
+
+
+def _to_items(rows: list[tuple[int, dict[str, Any]]], problems: list[FieldProblem]) -> list[Item]:
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        raw_id = row.get("id", line)
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
+            problems.append(FieldProblem(line, "id", "must be a non-empty string or integer"))
+            continue
+        item_id = str(raw_id)
+        if item_id in seen:
+            problems.append(
+                FieldProblem(
+                    line, "id", f"duplicate id {item_id!r} (first on line {seen[item_id]})"
+                )
+            )
+            continue
+        seen[item_id] = line
+        fields = {k: v for k, v in row.items() if k not in RESERVED}
+        items.append(Item(id=item_id, line=line, fields=fields, reference=row.get("reference")))
+    return items

@@ -1,0 +1,31 @@
+"""Render what one step would send for one row, calling nothing (``refine templates render``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.engine import input_fields, step_variables
+from flows.records import Draft
+from flows.runtime import load_checked_items, templates_for
+from flows.settings import RunConfig
+from prompts import load_examples, packaged_examples
+from refine.errors import FieldProblem, InputError
+
+__all__ = ["render_row"]
+
+
+def render_row(config: RunConfig, path: Path, line: int, step: int) -> list[dict[str, str]]:
+    """The messages of step ``step`` for the row on ``line``; earlier drafts are placeholders."""
+    items = load_checked_items(path, config)
+    item = next((i for i in items if i.line == line), None)
+    if item is None:
+        lines = ", ".join(str(i.line) for i in items[:10])
+        raise InputError(path, [FieldProblem(line, None, f"no row here (rows start on: {lines})")])
+    steps = max(config.steps, step)
+    config = config.model_copy(update={"steps": steps})
+    kind, env = templates_for(config)
+    examples_path = config.examples_path or packaged_examples(kind.name)
+    examples = load_examples(examples_path) if examples_path else []
+    drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, step)]
+    variables = step_variables(config, input_fields(item, kind, config), drafts, examples, step)
+    return env.render_messages(kind.name, step, variables)

@@ -1,0 +1,196 @@
+"""Configuration: the run's pydantic models, and the one place that reads the environment.
+
+Precedence, highest first: CLI flags, the config file (TOML), environment variables, defaults.
+The API key is never part of :class:`RunConfig` (which becomes Prefect flow parameters); it is
+resolved separately by :func:`resolve_api_key` from the config file or the environment.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from refine.errors import ConfigError
+
+__all__ = [
+    "EndpointConfig",
+    "EnvironmentSettings",
+    "RetryConfig",
+    "RunConfig",
+    "build_run_config",
+    "default_cache_dir",
+    "resolve_api_key",
+]
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache folder (e.g. ``~/.cache/prefect-refine/requests`` on Linux)."""
+    return Path(platformdirs.user_cache_dir("prefect-refine")) / "requests"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointConfig(_Strict):
+    """Where and how to call the model; everything here may appear in logs (no secret)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(default=0.7, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=512, gt=0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    def sampling(self) -> dict[str, Any]:
+        """The request fields that change the answer (part of every cache key)."""
+        fields = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "stop": self.stop,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+class RetryConfig(_Strict):
+    """The transport retry budget; see the README for the resulting maximum calls per item."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    max_elapsed_s: float = Field(default=120.0, gt=0)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=20.0, ge=0)
+    retry_after_max_s: float = Field(default=60.0, ge=0)
+    call_deadline_s: float = Field(default=120.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class RunConfig(_Strict):
+    """Everything one batch run needs, safe to pass as Prefect flow parameters."""
+
+    task: str = "generic"
+    steps: int = Field(default=3, ge=1, le=50)
+    history: int = Field(default=2, ge=1, description="drafts (and error lists) a step sees")
+    chunk_size: int = Field(default=50, ge=1)
+    concurrency: int = Field(default=16, ge=1, description="requests in flight, whole run")
+    template_dirs: list[Path] = Field(default_factory=list)
+    examples_path: Path | None = None
+    source_lang: str = "English"
+    target_lang: str = "French"
+    postprocess: list[str] | None = Field(
+        default=None, description="cleaner names; None = the task's default chain"
+    )
+    max_output_chars: int | None = Field(default=None, gt=0)
+    max_prompt_chars: int = Field(default=100_000, gt=0)
+    use_cache: bool = True
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    config_file: Path | None = None
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class EnvironmentSettings(BaseSettings):
+    """The environment variables prefect-refine reads; nothing else reads ``os.environ``."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False)
+
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REFINE_API_KEY", "OPENAI_API_KEY")
+    )
+    base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REFINE_BASE_URL", "OPENAI_BASE_URL")
+    )
+    model: str | None = Field(default=None, validation_alias="REFINE_MODEL")
+    template_dir: Path | None = Field(default=None, validation_alias="REFINE_TEMPLATE_DIR")
+    cache_dir: Path | None = Field(default=None, validation_alias="REFINE_CACHE_DIR")
+    config_file: Path | None = Field(default=None, validation_alias="REFINE_CONFIG")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def build_run_config(
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    env: EnvironmentSettings | None = None,
+) -> RunConfig:
+    """Merge defaults, environment, config file and CLI overrides into a validated RunConfig.
+
+    ``overrides`` uses RunConfig's shape (``{"steps": 3, "endpoint": {"model": "m"}}``); keys
+    whose value is None are ignored, so unset CLI flags don't mask the file or environment.
+    """
+    env = env or EnvironmentSettings()
+    config_file = config_file or env.config_file
+    layered: dict[str, Any] = {"endpoint": {}}
+    if env.base_url:
+        layered["endpoint"]["base_url"] = env.base_url
+    if env.model:
+        layered["endpoint"]["model"] = env.model
+    if env.template_dir:
+        layered["template_dirs"] = [env.template_dir]
+    if env.cache_dir:
+        layered["cache_dir"] = env.cache_dir
+    source = "environment"
+    if config_file is not None:
+        from_file = _read_config_file(config_file)
+        from_file.get("endpoint", {}).pop("api_key", None)  # resolved by resolve_api_key only
+        layered = _merge(layered, from_file)
+        layered["config_file"] = config_file
+        source = str(config_file)
+    layered = _merge(layered, _drop_none(overrides or {}))
+    try:
+        return RunConfig.model_validate(layered)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in values.items() if v is not None
+    }
+
+
+def resolve_api_key(
+    config_file: Path | None = None, env: EnvironmentSettings | None = None
+) -> SecretStr | None:
+    """The API key from the config file's ``[endpoint] api_key``, else the environment."""
+    env = env or EnvironmentSettings()
+    config_file = config_file or env.config_file
+    if config_file is not None:
+        key = _read_config_file(config_file).get("endpoint", {}).get("api_key")
+        if key:
+            return SecretStr(str(key))
+    return env.api_key

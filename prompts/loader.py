@@ -1,0 +1,276 @@
+"""Find, render and inspect prompt templates.
+
+Templates live in one folder per task kind (``summarize/initial.j2``). User folders come first on
+the search path and the packaged folder last, so a user file overrides the packaged one of the same
+name and every other name falls back. Rendering is sandboxed (``SandboxedEnvironment``), strict
+about undefined names (``StrictUndefined``) and capped in output size, because templates are
+configuration and a typo or a runaway loop must fail clearly, not send garbage or eat memory.
+
+Whitespace: ``trim_blocks`` and ``lstrip_blocks`` are on (as in Hugging Face chat templates), so a
+``{% tag %}`` on its own line leaves no blank line behind. The variables every template receives
+are documented in :mod:`prompts.variables`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, cast
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from refine.errors import ConfigError, TemplateError
+
+__all__ = [
+    "PACKAGED_TEMPLATES",
+    "ROLES",
+    "TemplateEnvironment",
+    "TemplateInfo",
+    "build_environment",
+]
+
+PACKAGED_TEMPLATES: Path = Path(__file__).resolve().parent
+"""The folder of the packaged templates: ``<task>/<role>.j2`` under the ``prompts`` package."""
+
+ROLES: tuple[str, ...] = ("system", "initial", "refine")
+"""The role templates every task folder holds."""
+
+_BIG_POWER_BITS = 1_000_000
+
+
+class _CappedSandbox(SandboxedEnvironment):
+    """A sandbox that also refuses ``*`` and ``**`` results that could not fit the output cap.
+
+    The streaming cap in :meth:`TemplateEnvironment.render` only sees text once it is output;
+    ``{{ 'x' * 10**10 }}`` would allocate gigabytes inside a single expression before that.
+    Intercepting the operators also stops Jinja from folding such constants at parse time.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, max_output_chars: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_output_chars = max_output_chars
+
+    def call_binop(self, context: jinja2.runtime.Context, op: str, left: Any, right: Any) -> Any:
+        if op == "*" and _repeats_past(left, right, self.max_output_chars):
+            raise SecurityError("repetition exceeds the template output cap")
+        if op == "**" and _huge_power(left, right):
+            raise SecurityError("power too large for a template")
+        return super().call_binop(context, op, left, right)
+
+
+def _repeats_past(left: Any, right: Any, cap: int) -> bool:
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple) and isinstance(times, int):
+            return len(seq) * times > cap
+    return False
+
+
+def _huge_power(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or abs(base) < 2:
+        return False
+    return abs(base).bit_length() * exponent > _BIG_POWER_BITS
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """One template on the search path, and whether a user folder overrides the packaged one."""
+
+    name: str
+    task: str
+    role: str
+    path: Path
+    packaged: bool
+
+
+class TemplateEnvironment:
+    """A sandboxed Jinja environment over user folders and the packaged templates.
+
+    Built by :func:`build_environment`; each instance holds its own Jinja environment, so
+    nothing is shared between runs.
+    """
+
+    def __init__(self, user_dirs: Sequence[Path], max_output_chars: int) -> None:
+        self.user_dirs: tuple[Path, ...] = tuple(user_dirs)
+        self.max_output_chars = max_output_chars
+        self._loaders = [
+            jinja2.FileSystemLoader([str(d) for d in self.user_dirs]),
+            jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES)),
+        ]
+        self.jinja: SandboxedEnvironment = _CappedSandbox(
+            max_output_chars,
+            loader=jinja2.ChoiceLoader(self._loaders),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    @property
+    def packaged_dir(self) -> Path:
+        """The packaged templates' folder, last on the search path."""
+        return PACKAGED_TEMPLATES
+
+    def render(self, name: str, variables: Mapping[str, object]) -> str:
+        """Render one template; stop as soon as its output passes ``max_output_chars``.
+
+        Rendering streams through ``generate()`` so a runaway loop is stopped early instead of
+        building the whole string first. Every failure becomes a :class:`TemplateError` that
+        names the template file and line.
+        """
+        template = self._get(name)
+        pieces: list[str] = []
+        size = 0
+        stream = cast(Generator[str, None, None], template.generate(dict(variables)))
+        try:
+            for piece in stream:
+                size += len(piece)
+                if size > self.max_output_chars:
+                    raise TemplateError(
+                        f"template {name} ({template.filename}) rendered more than "
+                        f"{self.max_output_chars} characters; check its loops or raise the cap"
+                    )
+                pieces.append(piece)
+        except TemplateError:
+            raise
+        except Exception as exc:  # anything a template does wrong is a template error
+            raise _template_error(name, exc) from exc
+        finally:
+            stream.close()
+        return "".join(pieces)
+
+    def render_messages(
+        self, task: str, step: int, variables: Mapping[str, object]
+    ) -> list[dict[str, str]]:
+        """The chat messages of one step: system, then ``initial`` at step 1 or ``refine`` after.
+
+        Each content is stripped; a role that renders to nothing (an empty override) is left out.
+        """
+        if step < 1:
+            raise ValueError(f"steps count from 1, got {step}")
+        user_role = "initial" if step == 1 else "refine"
+        messages = []
+        for chat_role, role in (("system", "system"), ("user", user_role)):
+            content = self.render(f"{task}/{role}.j2", variables).strip()
+            if content:
+                messages.append({"role": chat_role, "content": content})
+        return messages
+
+    def variables_used(self, task: str, roles: Sequence[str] = ROLES) -> set[str]:
+        """The variables the task's role templates read, following include/extends/import.
+
+        A name an including template sets itself (a loop variable, a ``set``) is not reported
+        for the templates it includes. Includes whose name is computed at render time cannot be
+        followed and are skipped.
+        """
+        used: set[str] = set()
+        seen: set[str] = set()
+        pending = [(f"{task}/{role}.j2", frozenset[str]()) for role in roles]
+        while pending:
+            name, outer = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            text, path = self.source(name)
+            try:
+                tree = self.jinja.parse(text, name, str(path))
+            except jinja2.TemplateSyntaxError as exc:
+                raise _template_error(name, exc) from exc
+            used |= meta.find_undeclared_variables(tree) - outer
+            inner = outer | _declared_names(tree)
+            children = meta.find_referenced_templates(tree)
+            pending.extend((child, inner) for child in children if child)
+        return used - set(self.jinja.globals)
+
+    def source(self, name: str) -> tuple[str, Path]:
+        """The text of a template and the file it comes from (a user override or the package)."""
+        try:
+            text, filename, _ = self.jinja.loader.get_source(self.jinja, name)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            raise TemplateError(self._not_found(name)) from None
+        return text, Path(filename or name)
+
+    def list_templates(self) -> list[TemplateInfo]:
+        """Every ``.j2`` template on the search path, each resolved to the file that wins."""
+        names: set[str] = set()
+        for loader in self._loaders:
+            names.update(n for n in loader.list_templates() if n.endswith(".j2"))
+        infos = []
+        for name in sorted(names):
+            path = self.source(name)[1]
+            pure = PurePosixPath(name)
+            task = "" if str(pure.parent) == "." else str(pure.parent)
+            packaged = not any(path.is_relative_to(d) for d in self.user_dirs)
+            infos.append(TemplateInfo(name, task, pure.stem, path, packaged))
+        return infos
+
+    def _get(self, name: str) -> jinja2.Template:
+        try:
+            return self.jinja.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise TemplateError(self._not_found(name)) from None
+        except Exception as exc:
+            raise _template_error(name, exc) from exc
+
+    def _not_found(self, name: str) -> str:
+        folders = [*self.user_dirs, PACKAGED_TEMPLATES]
+        return f"template {name} not found in {', '.join(map(str, folders))}"
+
+
+def build_environment(
+    user_dirs: Sequence[Path] = (), *, max_output_chars: int = 100_000
+) -> TemplateEnvironment:
+    """A fresh template environment: ``user_dirs`` first (in order), packaged templates last."""
+    if max_output_chars < 1:
+        raise ConfigError(f"max_output_chars must be positive, got {max_output_chars}")
+    resolved = []
+    for folder in user_dirs:
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise TemplateError(f"template folder {folder} does not exist or is not a folder")
+        resolved.append(path)
+    return TemplateEnvironment(resolved, max_output_chars)
+
+
+def _declared_names(tree: nodes.Template) -> frozenset[str]:
+    """Names a template binds itself: assignments, loop targets, macros and imports."""
+    names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names.update(m.name for m in tree.find_all(nodes.Macro))
+    names.update(i.target for i in tree.find_all(nodes.Import))
+    for imp in tree.find_all(nodes.FromImport):
+        names.update(n if isinstance(n, str) else n[1] for n in imp.names)
+    return frozenset(names)
+
+
+def _template_error(name: str, exc: BaseException) -> TemplateError:
+    """Turn a Jinja or Python error into a TemplateError naming the file and line at fault."""
+    where = _location(exc)
+    kinds = (
+        (SecurityError, "breaks the sandbox"),
+        (jinja2.UndefinedError, "uses an undefined variable"),
+        (jinja2.TemplateSyntaxError, "does not parse"),
+        (jinja2.TemplateNotFound, "includes a missing template"),
+    )
+    kind = next((text for cls, text in kinds if isinstance(exc, cls)), "failed")
+    return TemplateError(f"template {name} {kind} ({where}): {exc}")
+
+
+def _location(exc: BaseException) -> str:
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename or exc.name}, line {exc.lineno}"
+    # Jinja rewrites tracebacks so template frames carry the file name and template line.
+    found: TracebackType | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return "line unknown"
+    return f"{found.tb_frame.f_code.co_filename}, line {found.tb_lineno}"
