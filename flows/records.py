@@ -1,4 +1,5 @@
-"""The records that flow one way through a run: ``Item`` in, ``Draft`` per step, ``Trajectory`` out."""
+"""The records that flow one way through a run: ``Item`` in, a ``Draft`` per step, and
+one ``Trajectory`` out per item."""
 
 from __future__ import annotations
 

@@ -90,12 +90,11 @@ def build_retrying(
         elapsed = state.seconds_since_start or 0.0
         if elapsed >= policy.max_elapsed_s:
             return True
+        # Give up at once when the server asks for more patience than the budget allows.
         asked = retry_after_seconds(_outcome_error(state))
-        if asked is not None and (
+        return asked is not None and (
             asked > policy.retry_after_max_s or elapsed + asked > policy.max_elapsed_s
-        ):
-            return True  # the server asks for more patience than the budget allows
-        return False
+        )
 
     return AsyncRetrying(
         retry=retry_if_exception(is_retryable),
