@@ -1,0 +1,260 @@
+"""The ASGI app: OpenAI's ``/v1`` endpoints answered from a :class:`FakeState`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from time import monotonic
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from tests.fake_openai import _policy as policy
+from tests.fake_openai._control import control_routes
+from tests.fake_openai._models import LogEntry, Reply
+from tests.fake_openai._state import FakeState
+
+_SEND_KEY = "fake_openai.send"
+_DEFAULT = Reply()  # what an unscripted request gets: the default policy, no faults
+_JSON = "application/json"
+_MODELS = orjson.dumps(
+    {
+        "object": "list",
+        "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake-openai"}],
+    }
+)
+
+
+async def _abort(scope: Scope) -> None:
+    """Close the client's socket without a response (uvicorn's protocol exposes its transport)."""
+    cycle = getattr(scope.get(_SEND_KEY), "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise RuntimeError("drop_connection needs uvicorn's h11/httptools protocol")
+    transport.abort()
+    # Let connection_lost run so uvicorn marks the cycle disconnected and sends nothing more.
+    await asyncio.sleep(0)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+class FakeApp:
+    """ASGI entry point; tracks in-flight requests so a stopping server can cut them at once."""
+
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+        self.closing = False
+        self._inflight: set[asyncio.Task[Any]] = set()
+        routes = [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+            Route("/v1/{rest:path}", self._not_found, methods=["GET", "POST", "DELETE", "PUT"]),
+            *control_routes(state),
+        ]
+        self._starlette = Starlette(routes=routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_SEND_KEY] = send
+        if self.closing:
+            await _abort(scope)
+            return
+        task = asyncio.current_task()
+        if task is None:  # not a task (cannot be cancelled anyway): nothing to track
+            await self._starlette(scope, receive, send)
+            return
+        self._inflight.add(task)
+        try:
+            await self._starlette(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            await _abort(scope)
+        finally:
+            self._inflight.discard(task)
+
+    def begin_close(self) -> None:
+        """Cut every request in flight (hangs, delays, streams); call on the server's loop."""
+        self.closing = True
+        for task in list(self._inflight):
+            task.cancel()
+
+    # -- /v1 endpoints -----------------------------------------------------------------------
+
+    async def _models(self, request: Request) -> Response:
+        scope = request.scope
+        now = monotonic()
+        entry = LogEntry(now, scope["method"], scope["path"], _headers(scope), None)
+        entry.answered, entry.status = now, 200
+        self.state.record(entry)
+        return Response(_MODELS, media_type=_JSON)
+
+    async def _not_found(self, request: Request) -> Response:
+        scope = request.scope
+        raw = await request.body()
+        entry = LogEntry(monotonic(), scope["method"], scope["path"], _headers(scope), _parse(raw))
+        self.state.record(entry)
+        message = f"Unknown path {scope['path']} (the fake serves chat/completions and models)"
+        return self._body(entry, 404, orjson.dumps(policy.error_payload(404, message)))
+
+    async def _chat(self, request: Request) -> Response:
+        scope = request.scope
+        received = monotonic()
+        body = _parse(await request.body())
+        entry = LogEntry(received, scope["method"], scope["path"], _headers(scope), body)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self.state.record(entry)
+            error = policy.error_payload(400, "Body must be a JSON object with a 'messages' list")
+            return self._body(entry, 400, orjson.dumps(error))
+        messages = body["messages"]
+        messages_json = policy.canonical_json(messages)
+        scripted_or_fault, entry.scripted = self.state.next_reply(messages_json)
+        reply = scripted_or_fault or _DEFAULT
+        entry.stream = bool(body.get("stream"))
+        self.state.record(entry)
+
+        delay = self.state.latency + reply.delay
+        if delay > 0:
+            await asyncio.sleep(delay)
+        special = await self._special(request, entry, reply)
+        if special is not None:
+            return special
+        content = reply.content
+        if content is None:
+            content = policy.default_answer(messages, messages_json)
+        completion = policy.count_tokens(content)
+        usage: dict[str, Any] | None = reply.usage
+        if usage is None:
+            usage = policy.make_usage(policy.prompt_tokens(messages), completion)
+        model = body.get("model") or "fake-model"
+        rate = self.state.token_rate
+        pace = completion / rate if rate else 0.0
+        if entry.stream:
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                usage = None
+            events = self._events(entry, model, content, reply, usage, pace)
+            return StreamingResponse(events, media_type="text/event-stream")
+        if pace:
+            await asyncio.sleep(pace)
+        data = policy.completion_body(model, content, reply.finish_reason, usage)
+        return self._body(entry, 200, data, content=content, dribble=reply.dribble_seconds)
+
+    async def _special(self, request: Request, entry: LogEntry, reply: Reply) -> Response | None:
+        """Answer the fault-like parts of a reply, or ``None`` to go on with a normal answer."""
+        if reply.hang:
+            await _until_disconnect(request.receive)
+            return Response()  # the client is gone; uvicorn discards this
+        if reply.drop_connection:
+            self.state.finish(entry, monotonic(), None)
+            await _abort(request.scope)
+            return Response()
+        if reply.raw_body is not None or reply.status != 200:
+            if reply.raw_body is not None:
+                data = reply.raw_body.encode()
+            else:
+                data = orjson.dumps(policy.error_payload(reply.status, reply.content))
+            return self._body(
+                entry, reply.status, data, reply.headers, dribble=reply.dribble_seconds
+            )
+        return None
+
+    def _body(
+        self,
+        entry: LogEntry,
+        status: int,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        content: str | None = None,
+        dribble: float = 0.0,
+    ) -> Response:
+        if not dribble:
+            self.state.finish(entry, monotonic(), status, content)
+            return Response(data, status_code=status, headers=headers, media_type=_JSON)
+        done = lambda: self.state.finish(entry, monotonic(), status, content)  # noqa: E731
+        sized = {**(headers or {}), "content-length": str(len(data))}
+        return StreamingResponse(_trickle(data, dribble, done), status, sized, media_type=_JSON)
+
+    async def _events(
+        self,
+        entry: LogEntry,
+        model: str,
+        content: str,
+        reply: Reply,
+        usage: dict[str, Any] | None,
+        pace: float,
+    ) -> AsyncIterator[bytes]:
+        """SSE chunks as OpenAI streams them; pace and dribble seconds spread over the deltas."""
+        stream_error = reply.stream_error
+        base: dict[str, Any] = {
+            "id": policy.new_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": None,
+        }
+        if usage is not None:
+            base["usage"] = None
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return policy.sse({**base, "choices": [choice]})
+
+        pieces = policy.stream_pieces(content)
+        cut = len(pieces) // 2 if stream_error is not None else -1
+        pause = (pace + reply.dribble_seconds) / len(pieces) if pieces else 0.0
+        sent: list[str] = []
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for index, piece in enumerate(pieces):
+                if index == cut:
+                    yield policy.sse(policy.error_payload(500, stream_error))
+                    return
+                if pause:
+                    await asyncio.sleep(pause)
+                yield chunk({"content": piece})
+                sent.append(piece)
+            if cut >= 0:  # nothing to split: the error comes right after the role chunk
+                yield policy.sse(policy.error_payload(500, stream_error))
+                return
+            yield chunk({}, reply.finish_reason)
+            if usage is not None:
+                yield policy.sse({**base, "choices": [], "usage": usage})
+            yield policy.SSE_DONE
+        finally:
+            self.state.finish(entry, monotonic(), 200, "".join(sent))
+
+
+def _parse(raw: bytes) -> Any:
+    """The JSON body, or its text when it is not JSON (kept for the log)."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+async def _trickle(data: bytes, seconds: float, done: Callable[[], None]) -> AsyncIterator[bytes]:
+    """Yield ``data`` in up to ten pieces spread over ``seconds``."""
+    step = max(1, -(-len(data) // 10))
+    parts = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+    try:
+        for part in parts:
+            await asyncio.sleep(seconds / len(parts))
+            yield part
+    finally:
+        done()

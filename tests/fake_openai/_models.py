@@ -1,0 +1,96 @@
+"""The records the fake server trades with tests: scripted replies, log entries, config updates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Reply(BaseModel):
+    """One scripted answer; JSON-serializable so a server in another process can be scripted.
+
+    Attributes:
+        content: the assistant text for a 200, the error message otherwise; ``None`` means the
+            default policy text (or ``"Fake error <status>"``).
+        finish_reason: the choice's ``finish_reason`` (e.g. ``"length"``).
+        status: a non-200 answers an OpenAI-style ``{"error": {...}}`` body with this status.
+        headers: extra response headers, e.g. ``{"Retry-After": "1"}``.
+        delay: seconds to wait before answering, on top of the server's latency.
+        hang: never answer; the request ends when the client gives up or the server stops.
+        raw_body: send exactly this text (as ``application/json``, with ``status``) instead.
+        drop_connection: abort the TCP connection without any response.
+        usage: the usage object to send instead of the computed one (verbatim).
+        stream_error: for ``stream: true``, send an ``{"error": ...}`` event halfway through
+            the content deltas and end the stream there (no ``[DONE]``).
+        dribble_seconds: spread sending the body (or the stream's deltas) over this long.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: str | None = None
+    finish_reason: str = "stop"
+    status: int = 200
+    headers: dict[str, str] = Field(default_factory=dict)
+    delay: float = 0.0
+    hang: bool = False
+    raw_body: str | None = None
+    drop_connection: bool = False
+    usage: dict[str, Any] | None = None
+    stream_error: str | None = None
+    dribble_seconds: float = 0.0
+
+
+Replies = Iterable[Reply | Mapping[str, Any]]
+"""What ``script`` takes: replies, or their JSON-like dicts."""
+
+
+class ConfigUpdate(BaseModel):
+    """Body of ``POST /_control/config``: only the keys present are applied (null clears)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency: float | None = None
+    token_rate: float | None = None
+    fail_status: int | None = None
+    fail_fraction: float | None = None
+    fail_headers: dict[str, str] | None = None
+    fail_seed: int | None = None
+
+
+class ScriptRequest(BaseModel):
+    """Body of ``POST /_control/script``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replies: list[Reply]
+    match: str | None = None
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One request the server received under ``/v1``, as tests check it afterwards.
+
+    Times are ``time.monotonic()`` of the server process; on Linux that clock is shared by all
+    processes, so they compare with the client's. ``answered`` stays ``None`` for a request that
+    was never answered (a hang); ``status`` stays ``None`` when nothing was sent (hang, drop).
+    """
+
+    received: float
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    answered: float | None = None
+    status: int | None = None
+    content: str | None = None
+    scripted: bool = False
+    stream: bool = field(default=False)
+
+    @property
+    def messages(self) -> list[Any]:
+        """The chat messages sent, or an empty list when the body had none."""
+        messages = self.body.get("messages") if isinstance(self.body, dict) else None
+        return messages if isinstance(messages, list) else []

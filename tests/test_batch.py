@@ -1,0 +1,256 @@
+"""The batch flow against the fake OpenAI server and a real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.batch import refine_batch, refine_one
+from flows.settings import EndpointConfig, RetryConfig, RunConfig
+from refine.errors import FatalEndpointError, MissingFieldsError
+from tests.fake_openai import FakeOpenAI, Reply
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+TEXTS = {
+    "a": "The council voted to close Elm Road to cars on Sundays.",
+    "b": "A memory leak in the parser was fixed by freeing the token buffer.",
+    "c": "The bakery switched to rye flour and now bakes at 230 degrees.",
+}
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def make_config(server: FakeOpenAI, tmp_path: Path, **changes: Any) -> RunConfig:
+    endpoint = {"base_url": server.base_url, "model": "fake-model", **changes.pop("endpoint", {})}
+    base: dict[str, Any] = {
+        "task": "summarize",
+        "steps": 3,
+        "cache_dir": tmp_path / "cache",
+        "endpoint": EndpointConfig(**endpoint),
+        "retry": RetryConfig(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05),
+    }
+    base.update(changes)
+    return RunConfig(**base)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    rows = [{"id": key, "text": text, "reference": f"ref-{key}"} for key, text in TEXTS.items()]
+    return write_rows(tmp_path / "data.jsonl", rows)
+
+
+def user_prompts(server: FakeOpenAI) -> list[str]:
+    return [entry.body["messages"][-1]["content"] for entry in server.chat_requests()]
+
+
+async def test_each_step_sees_x_and_the_previous_drafts(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    summary = await refine_batch(dataset, out, make_config(fake_server, tmp_path))
+
+    records = {r["id"]: r for r in read_records(out)}
+    assert summary.ok == 3 and summary.failed == 0 and summary.http_attempts == 9
+    assert len(fake_server.chat_requests()) == 9
+    prompts = user_prompts(fake_server)
+    for key, text in TEXTS.items():
+        record = records[key]
+        assert record["status"] == "ok" and record["stop_reason"] == "max_steps"
+        assert [d["step"] for d in record["drafts"]] == [1, 2, 3]
+        assert record["output"] == record["drafts"][-1]["text"]
+        assert all(d["usage"]["prompt_tokens"] > 0 for d in record["drafts"])
+        first, second, _ = (d["text"] for d in record["drafts"])
+        step2 = [p for p in prompts if text in p and first in p and second not in p]
+        step3 = [p for p in prompts if text in p and first in p and second in p]
+        assert len(step2) == 1 and len(step3) == 1
+        # the stable prefix (x) comes before the drafts, for prefix caching
+        assert step3[0].index(text) < step3[0].index(first) < step3[0].index(second)
+    # references never reach a prompt
+    assert not any("ref-" in json.dumps(e.body) for e in fake_server.chat_requests())
+
+
+async def test_history_is_bounded_to_the_last_k_drafts(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    await refine_batch(dataset, out, make_config(fake_server, tmp_path, steps=4, history=1))
+    record = next(r for r in read_records(out) if r["id"] == "a")
+    drafts = [d["text"] for d in record["drafts"]]
+    step4 = [p for p in user_prompts(fake_server) if TEXTS["a"] in p and drafts[2] in p]
+    assert len(step4) == 1
+    assert drafts[0] not in step4[0] and drafts[1] not in step4[0]
+
+
+async def test_cached_rerun_sends_nothing_and_changes_miss_only_what_changed(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    config = make_config(fake_server, tmp_path)
+    await refine_batch(dataset, tmp_path / "first.jsonl", config)
+    assert len(fake_server.chat_requests()) == 9
+
+    summary = await refine_batch(dataset, tmp_path / "second.jsonl", config)
+    assert len(fake_server.chat_requests()) == 9  # zero new requests
+    assert summary.cache_hits == 9 and summary.http_attempts == 0
+    second = read_records(tmp_path / "second.jsonl")
+    assert all(d["cached"] and d["attempts"] == 0 for r in second for d in r["drafts"])
+    assert {r["id"]: r["output"] for r in second} == {
+        r["id"]: r["output"] for r in read_records(tmp_path / "first.jsonl")
+    }
+
+    # A user override of the refine template changes steps 2 and 3 only.
+    templates = tmp_path / "templates" / "summarize"
+    templates.mkdir(parents=True)
+    (templates / "refine.j2").write_text("Improve this summary of {{ text }}:\n{{ draft }}\n")
+    swapped = config.model_copy(update={"template_dirs": [tmp_path / "templates"]})
+    await refine_batch(dataset, tmp_path / "third.jsonl", swapped)
+    assert len(fake_server.chat_requests()) == 9 + 6
+    assert all(p.startswith("Improve this summary") for p in user_prompts(fake_server)[9:])
+
+    # Another sampling parameter misses every key.
+    hotter = config.model_copy(
+        update={"endpoint": config.endpoint.model_copy(update={"temperature": 0.1})}
+    )
+    await refine_batch(dataset, tmp_path / "fourth.jsonl", hotter)
+    assert len(fake_server.chat_requests()) == 15 + 9
+    assert fake_server.chat_requests()[-1].body["temperature"] == 0.1
+
+    # --no-cache reads nothing.
+    uncached = config.model_copy(update={"use_cache": False})
+    await refine_batch(dataset, tmp_path / "fifth.jsonl", uncached)
+    assert len(fake_server.chat_requests()) == 24 + 9
+
+
+async def test_a_failed_item_never_fails_the_batch(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script([Reply(status=400, content="prompt too long for context")], match="bakery")
+    out = tmp_path / "out.jsonl"
+    summary = await refine_batch(dataset, out, make_config(fake_server, tmp_path))
+    records = {r["id"]: r for r in read_records(out)}
+    assert summary.ok == 2 and summary.failed == 1
+    assert records["c"]["status"] == "failed" and records["c"]["stop_reason"] == "error"
+    assert "400" in records["c"]["error"] and "prompt too long" in records["c"]["error"]
+    bakery = [e for e in fake_server.chat_requests() if "bakery" in json.dumps(e.body)]
+    assert len(bakery) == 1  # a 400 is tried once
+    assert records["a"]["status"] == "ok" and len(records["a"]["drafts"]) == 3
+
+
+async def test_401_stops_the_run_once(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.fail_rate(401, 1.0)
+    out = tmp_path / "out.jsonl"
+    config = make_config(fake_server, tmp_path, concurrency=1)
+    with pytest.raises(FatalEndpointError) as caught:
+        await refine_batch(dataset, out, config)
+    assert "401" in str(caught.value) and "API key" in str(caught.value)
+    assert len(fake_server.chat_requests()) == 1  # one refusal, no call per item
+    assert out.read_text() == ""  # unfinished items are not recorded: a rerun retries them
+
+
+async def test_missing_template_fields_are_reported_before_any_request(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    rows = [
+        {"id": "1", "text": "ok"},
+        {"id": "2", "body": "x"},
+        {"id": "3"},
+        {"id": "4", "text": "y"},
+    ]
+    data = write_rows(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(MissingFieldsError) as caught:
+        await refine_batch(data, tmp_path / "out.jsonl", make_config(fake_server, tmp_path))
+    message = str(caught.value)
+    assert "line 2" in message and "line 3" in message and "'text'" in message
+    assert "line 1," not in message and "line 4" not in message
+    assert fake_server.chat_requests() == []
+
+
+async def test_same_draft_twice_converges(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script(
+        [Reply(content="Elm Road closes."), Reply(content="Elm Road closes.")], match="Elm Road"
+    )
+    out = tmp_path / "out.jsonl"
+    await refine_batch(dataset, out, make_config(fake_server, tmp_path, steps=5))
+    record = next(r for r in read_records(out) if r["id"] == "a")
+    assert record["stop_reason"] == "converged" and len(record["drafts"]) == 2
+    assert record["output"] == "Elm Road closes."
+
+
+async def test_empty_and_truncated_answers_are_recorded_not_accepted(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script(
+        [
+            Reply(content="   "),
+            Reply(content="A good summary."),
+            Reply(content="Cut", finish_reason="length"),
+        ],
+        match="Elm Road",
+    )
+    out = tmp_path / "out.jsonl"
+    await refine_batch(dataset, out, make_config(fake_server, tmp_path))
+    record = next(r for r in read_records(out) if r["id"] == "a")
+    problems = [d["problems"] for d in record["drafts"]]
+    assert "empty" in problems[0][0]
+    assert problems[1] == []
+    assert "finish_reason=length" in problems[2][0]
+    assert record["status"] == "ok" and record["output"] == "A good summary."
+    # the problems of the last draft reach the next prompt
+    step2 = [p for p in user_prompts(fake_server) if "Elm Road" in p][1]
+    assert "empty answer" in step2
+
+
+async def test_chunks_are_step_chains_in_the_prefect_dag(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    out = tmp_path / "out.jsonl"
+    state = await refine_batch(
+        dataset, out, make_config(fake_server, tmp_path, chunk_size=2, steps=2), return_state=True
+    )
+    flow_run_id = state.state_details.flow_run_id
+    runs: list[Any] = []
+    async with get_client() as client:
+        for _ in range(100):  # the server records task runs from events, a moment later
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(runs) == 4 and all(r.state_type.value == "COMPLETED" for r in runs):
+                break
+            await asyncio.sleep(0.2)
+    by_name = {run.name: run for run in runs}
+    assert set(by_name) == {
+        "step-1 [chunk 0]",
+        "step-2 [chunk 0]",
+        "step-1 [chunk 1]",
+        "step-2 [chunk 1]",
+    }
+    for chunk in (0, 1):
+        step2 = by_name[f"step-2 [chunk {chunk}]"]
+        upstream = {i.id for inputs in step2.task_inputs.values() for i in inputs}
+        assert by_name[f"step-1 [chunk {chunk}]"].id in upstream
+        assert by_name[f"step-1 [chunk {1 - chunk}]"].id not in upstream
+    assert all(run.state_type.value == "COMPLETED" for run in runs)
+
+
+async def test_refine_one(fake_server: FakeOpenAI, tmp_path: Path) -> None:
+    trajectory = await refine_one({"text": "One item only."}, make_config(fake_server, tmp_path))
+    assert trajectory.status == "ok" and len(trajectory.drafts) == 3
+    assert "One item only." in json.dumps(fake_server.chat_requests()[0].body)
