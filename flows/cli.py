@@ -37,7 +37,7 @@ def run_guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except RefineError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print(

@@ -8,6 +8,7 @@ by the whole run; it is held only while a request is on the wire, never during a
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,6 +111,10 @@ class ChatClient:
             ) from None
         except CallTimeoutError as exc:
             raise EndpointError(f"{exc} (after {attempts} attempt(s))") from None
+        except json.JSONDecodeError as exc:  # a proxy's HTML page or a torn body, sent as a 200
+            raise EndpointError(
+                f"answer from {self.endpoint.base_url} is not valid JSON: {exc}"
+            ) from None
         except openai.OpenAIError as exc:
             raise EndpointError(f"unusable answer from {self.endpoint.base_url}: {exc}") from None
         return self._completion(response, time.perf_counter() - started, attempts)

@@ -6,6 +6,7 @@ and field at once instead of failing on the first and losing the rest.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -46,12 +47,12 @@ def read_items(path: Path) -> list[Item]:
 def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []
+    data = data.removeprefix(codecs.BOM_UTF8)  # as the CSV reader's utf-8-sig does
     for number, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(FieldProblem(number, None, f"not UTF-8 (byte {exc.start + 1})"))
+        if problem := _not_utf8(number, raw):
+            problems.append(problem)
             continue
+        text = raw.decode("utf-8")
         if not text.strip():
             continue
         try:
@@ -66,12 +67,20 @@ def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[Fie
     return rows, problems
 
 
+def _not_utf8(line: int, raw: bytes) -> FieldProblem | None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return FieldProblem(line, None, f"not UTF-8 (byte {exc.start + 1} of the line)")
+    return None
+
+
 def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return [], [FieldProblem(line, None, f"not UTF-8 (byte {exc.start + 1})")]
+    except UnicodeDecodeError:
+        # A newline byte never occurs inside a UTF-8 sequence, so each line decodes on its own.
+        return [], [p for n, raw in enumerate(data.split(b"\n"), 1) if (p := _not_utf8(n, raw))]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []

@@ -55,9 +55,6 @@ class OutputLog:
     def _recover(self) -> None:
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1
-        if complete < len(data):
-            os.truncate(self.path, complete)  # a torn last line is never read as a record
-            self.repaired_bytes = len(data) - complete
         problems = []
         for number, raw in enumerate(data[:complete].splitlines(), start=1):
             try:
@@ -65,8 +62,11 @@ class OutputLog:
                 self.finished.add(str(record["id"]))
             except (ValueError, KeyError, TypeError):
                 problems.append(FieldProblem(number, None, "not a record written by refine"))
-        if problems:
+        if problems:  # not our file, or damaged: refuse it without touching it
             raise InputError(self.path, problems, hint="choose another --output or repair it")
+        if complete < len(data):
+            os.truncate(self.path, complete)  # a torn last line is never read as a record
+            self.repaired_bytes = len(data) - complete
 
     def append(self, trajectory: Trajectory) -> bool:
         """Write one record as a single line; False (and nothing written) if its id is done."""

@@ -8,6 +8,7 @@ past the elapsed budget gives up at once instead of sleeping into certain failur
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 import time
@@ -54,10 +55,14 @@ def retry_after_seconds(exc: BaseException | None, now: float | None = None) -> 
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # neither seconds nor an HTTP-date: ignore the header
+        return None
+    if parsed.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always UTC
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:

@@ -166,7 +166,8 @@ def build_run_config(
     source = "environment"
     if config_file is not None:
         from_file = _read_config_file(config_file)
-        from_file.get("endpoint", {}).pop("api_key", None)  # resolved by resolve_api_key only
+        if isinstance(from_file.get("endpoint"), dict):  # not a table: validation names it
+            from_file["endpoint"].pop("api_key", None)  # resolved by resolve_api_key only
         layered = _merge(layered, from_file)
         layered["config_file"] = config_file
         source = str(config_file)
@@ -190,7 +191,8 @@ def resolve_api_key(
     env = env or EnvironmentSettings()
     config_file = config_file or env.config_file
     if config_file is not None:
-        key = _read_config_file(config_file).get("endpoint", {}).get("api_key")
+        endpoint = _read_config_file(config_file).get("endpoint")
+        key = endpoint.get("api_key") if isinstance(endpoint, dict) else None
         if key:
             return SecretStr(str(key))
     return env.api_key

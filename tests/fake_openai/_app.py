@@ -42,6 +42,17 @@ async def _abort(scope: Scope) -> None:
     await asyncio.sleep(0)
 
 
+async def _client_left_during(receive: Receive, seconds: float) -> bool:
+    """Wait ``seconds``; True when the client hung up meanwhile (a killed client's request must
+    not count as answered, or a resumed run would look like it asked twice)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await _until_disconnect(receive)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -126,8 +137,8 @@ class FakeApp:
         self.state.record(entry)
 
         delay = self.state.latency + reply.delay
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay > 0 and await _client_left_during(request.receive, delay):
+            return Response()  # never answered: the log keeps status None, answered None
         special = await self._special(request, entry, reply)
         if special is not None:
             return special

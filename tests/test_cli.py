@@ -1,0 +1,170 @@
+"""The ``refine`` CLI as a user runs it: a real subprocess, real HTTP, a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.cli_helpers import (
+    REFINE,
+    cli_env,
+    fake_server_process,
+    read_records,
+    run_refine,
+)
+from tests.fake_openai import FakeOpenAI, FakeOpenAIControl, Reply
+from tests.prefect_server import PrefectServer
+
+
+def write_dataset(path: Path, rows: int) -> Path:
+    lines = [
+        json.dumps(
+            {"id": f"item-{i:04d}", "text": f"Report {i}: the pump at site {i} was repaired."}
+        )
+        for i in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_run_writes_records_and_a_summary(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "data.jsonl", 4)
+    out = tmp_path / "out.jsonl"
+    env = cli_env(prefect_server, tmp_path, OPENAI_API_KEY="sk-cli-test-key")
+    args = ["run", str(data), "--task", "summarize", "--steps", "2", "-o", str(out)]
+    result = run_refine([*args, "--base-url", fake_server.base_url, "--model", "m"], env)
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert sorted(r["id"] for r in records) == [f"item-{i:04d}" for i in range(4)]
+    assert all(r["status"] == "ok" and len(r["drafts"]) == 2 for r in records)
+    assert "HTTP requests" in result.stdout and "ok" in result.stdout
+    assert {e.headers["authorization"] for e in fake_server.chat_requests()} == {
+        "Bearer sk-cli-test-key"
+    }
+    assert "sk-cli-test-key" not in result.stdout + result.stderr + out.read_text()
+
+
+def test_exit_code_1_when_some_items_fail(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    fake_server.script([Reply(status=400, content="context overflow")], match="site 2 ")
+    data = write_dataset(tmp_path / "data.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(data), "--task", "summarize", "--steps", "2", "-o", str(out)]
+    result = run_refine(
+        [*args, "--base-url", fake_server.base_url, "--model", "m"],
+        cli_env(prefect_server, tmp_path),
+    )
+    assert result.returncode == 1
+    statuses = {r["id"]: r["status"] for r in read_records(out)}
+    assert statuses == {"item-0000": "ok", "item-0001": "ok", "item-0002": "failed"}
+
+
+def test_bad_input_exits_2_with_file_and_line_and_sends_nothing(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": \n{"id": "3"}\n')
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(data), "--task", "summarize", "-o", str(out)]
+    result = run_refine(
+        [*args, "--base-url", fake_server.base_url, "--model", "m"],
+        cli_env(prefect_server, tmp_path),
+    )
+    assert result.returncode == 2
+    assert f"{data}:line 2" in result.stderr and "not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fake_server.chat_requests() == [] and not out.exists()
+
+
+def test_401_stops_the_run_with_one_clear_message(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    fake_server.fail_rate(401, 1.0)
+    data = write_dataset(tmp_path / "data.jsonl", 20)
+    args = ["run", str(data), "--task", "summarize", "-o", str(tmp_path / "out.jsonl")]
+    result = run_refine(
+        [*args, "--base-url", fake_server.base_url, "--model", "m", "--concurrency", "4"],
+        cli_env(prefect_server, tmp_path, OPENAI_API_KEY="sk-wrong"),
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "401" in errors[0] and "API key" in errors[0]
+    assert "Traceback" not in result.stderr and "sk-wrong" not in result.stderr
+    assert len(fake_server.chat_requests()) <= 4  # at most the requests already in flight
+
+
+def test_templates_commands_call_nothing(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    env = cli_env(prefect_server, tmp_path)
+    listed = run_refine(["templates", "list"], env)
+    assert listed.returncode == 0 and "summarize/refine.j2" in listed.stdout
+    shown = run_refine(["templates", "show", "qa/initial.j2"], env)
+    assert shown.returncode == 0 and "{%" in shown.stdout + shown.stderr or "{{" in shown.stdout
+    data = write_dataset(tmp_path / "data.jsonl", 3)
+    rendered = run_refine(
+        ["templates", "render", "summarize", "--input", str(data), "--line", "2", "--step", "2"],
+        env,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert "the pump at site 1 was repaired" in rendered.stdout
+    assert "[draft of step 1]" in rendered.stdout
+    missing = run_refine(
+        ["templates", "render", "summarize", "--input", str(data), "--line", "9"], env
+    )
+    assert missing.returncode == 2 and "line 9" in missing.stderr
+
+
+def test_resume_after_sigkill_writes_each_item_once_and_asks_nothing_twice(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "data.jsonl", 200)
+    out = tmp_path / "out.jsonl"
+    with fake_server_process("--latency-ms", "50") as base_url:
+        control = FakeOpenAIControl(base_url)
+        env = cli_env(prefect_server, tmp_path)
+        args = [REFINE, "run", str(data), "--task", "summarize", "--steps", "3", "-o", str(out)]
+        args += [
+            "--base-url",
+            base_url,
+            "--model",
+            "m",
+            "--concurrency",
+            "16",
+            "--chunk-size",
+            "10",
+        ]
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 100:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed halfway"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        written_before = out.read_bytes().count(b"\n")
+        assert 100 <= written_before < 200
+
+        resumed = run_refine(args[1:], env)
+        assert resumed.returncode == 0, resumed.stderr
+        records = read_records(out)
+        ids = Counter(r["id"] for r in records)
+        assert len(records) == 200 and set(ids.values()) == {1}
+        answered = Counter(
+            json.dumps(e.body, sort_keys=True) for e in control.chat_requests() if e.status == 200
+        )
+        assert answered and max(answered.values()) == 1, "a request was answered twice"
+        assert sum(answered.values()) == 600  # 200 items x 3 steps, each answered exactly once
