@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 from pydantic import BaseModel
 
 from flows.engine import ItemRun, Refiner
@@ -32,9 +33,12 @@ class Chunk:
     receives by identity, and does not walk into plain objects the way it walks pydantic models.
     """
 
-    def __init__(self, index: int, runs: list[ItemRun]) -> None:
+    def __init__(
+        self, index: int, runs: list[ItemRun], fatal: FatalEndpointError | None = None
+    ) -> None:
         self.index = index
         self.runs = runs
+        self.fatal = fatal
 
     @property
     def active(self) -> list[ItemRun]:
@@ -73,26 +77,35 @@ async def refine_step(refiner: Refiner, chunk: Chunk, step: int, chunk_index: in
 
     Returns:
         A new Chunk over the same item runs, so the next step links to this task in the DAG.
+        A refusal no call can get past (401/403/404) is carried on it as ``fatal``, so the flow
+        stops with one clear message instead of a traceback per task.
     """
-    async with asyncio.TaskGroup() as group:  # a fatal endpoint error cancels the siblings
-        for run in chunk.active:
-            group.create_task(refiner.step(run, step))
-    return Chunk(chunk.index, chunk.runs)
+    fatal: FatalEndpointError | None = None
+    try:
+        async with asyncio.TaskGroup() as group:  # a fatal refusal cancels the siblings
+            for run in chunk.active:
+                group.create_task(refiner.step(run, step))
+    except* FatalEndpointError as refused:
+        fatal = _first(refused)
+    return Chunk(chunk.index, chunk.runs, fatal=fatal)
 
 
-async def _refine_chunk(refiner: Refiner, chunk: Chunk, out: OutputLog) -> None:
+async def _refine_chunk(refiner: Refiner, chunk: Chunk, out: OutputLog) -> Chunk:
     logger = get_run_logger()
     for step in range(1, refiner.config.steps + 1):
         if not chunk.active:
             break
         before = {id(run) for run in chunk.active}
         chunk = await refine_step(refiner, chunk, step, chunk.index)
+        if chunk.fatal is not None:
+            return chunk  # its unfinished items stay unwritten: a rerun picks them up
         for run in chunk.runs:
             if id(run) in before and run.done:
                 record = run.trajectory()
                 out.append(record)
                 if record.status == "failed":
                     logger.warning("item %s failed: %s", record.id, record.error)
+    return chunk
 
 
 def _chunks(refiner: Refiner, items: list[Item], size: int) -> list[Chunk]:
@@ -102,11 +115,11 @@ def _chunks(refiner: Refiner, items: list[Item], size: int) -> list[Chunk]:
     ]
 
 
-def _unwrap_fatal(group: BaseExceptionGroup[Any]) -> BaseException:
-    fatal = group.subgroup(FatalEndpointError)
-    while fatal is not None and isinstance(fatal, BaseExceptionGroup):
-        fatal = fatal.exceptions[0]  # type: ignore[assignment]
-    return fatal or group
+def _first(group: BaseExceptionGroup[FatalEndpointError]) -> FatalEndpointError:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error  # type: ignore[return-value]
 
 
 @flow(name="refine-batch", log_prints=False)
@@ -134,12 +147,13 @@ async def refine_batch(
             )
         async with open_refiner(config) as refiner:
             chunks = _chunks(refiner, pending, config.chunk_size)
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for chunk in chunks:
-                        group.create_task(_refine_chunk(refiner, chunk, out))
-            except BaseExceptionGroup as group_error:
-                raise _unwrap_fatal(group_error) from None
+            finished = await asyncio.gather(*(_refine_chunk(refiner, c, out) for c in chunks))
+            refused = next((c.fatal for c in finished if c.fatal is not None), None)
+            if refused is not None:
+                # Failed with the error as data: the run shows Failed in the UI with this one
+                # message, and a direct caller gets the FatalEndpointError raised.
+                logger.error("run stopped: %s", refused)
+                return Failed(message=str(refused), data=refused)  # type: ignore[return-value]
             records = [run.trajectory() for chunk in chunks for run in chunk.runs]
             http_attempts = refiner.client.http_attempts
             cache_hits = refiner.cache_hits
@@ -179,4 +193,6 @@ async def refine_one(fields: dict[str, Any], config: RunConfig | None = None) ->
             if not chunk.active:
                 break
             chunk = await refine_step(refiner, chunk, step, 0)
+            if chunk.fatal is not None:
+                raise chunk.fatal
         return chunk.runs[0].trajectory()

@@ -121,7 +121,7 @@ def test_templates_commands_call_nothing(prefect_server: PrefectServer, tmp_path
     assert missing.returncode == 2 and "line 9" in missing.stderr
 
 
-def test_resume_after_sigkill_writes_each_item_once_and_asks_nothing_twice(
+def test_resume_after_sigkill_writes_each_item_once_and_resends_only_in_flight(
     prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
     data = write_dataset(tmp_path / "data.jsonl", 200)
@@ -153,6 +153,7 @@ def test_resume_after_sigkill_writes_each_item_once_and_asks_nothing_twice(
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed halfway"
+        killed_at = time.monotonic()  # the server logs on the same monotonic clock
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         written_before = out.read_bytes().count(b"\n")
@@ -163,8 +164,15 @@ def test_resume_after_sigkill_writes_each_item_once_and_asks_nothing_twice(
         records = read_records(out)
         ids = Counter(r["id"] for r in records)
         assert len(records) == 200 and set(ids.values()) == {1}
-        answered = Counter(
-            json.dumps(e.body, sort_keys=True) for e in control.chat_requests() if e.status == 200
-        )
-        assert answered and max(answered.values()) == 1, "a request was answered twice"
-        assert sum(answered.values()) == 600  # 200 items x 3 steps, each answered exactly once
+        answers: dict[str, list[float]] = {}
+        for entry in control.chat_requests():
+            if entry.status == 200 and entry.answered is not None:
+                answers.setdefault(json.dumps(entry.body, sort_keys=True), []).append(
+                    entry.answered
+                )
+        assert len(answers) == 600  # 200 items x 3 steps
+        # Only a request in flight at the kill (answered on the wire, not yet cached by the
+        # client) may be asked again; every answer the client had received was never re-sent.
+        twice = [times for times in answers.values() if len(times) > 1]
+        assert len(twice) <= 16 and all(len(times) == 2 for times in twice)
+        assert all(times[0] > killed_at - 0.2 for times in twice)
