@@ -25,6 +25,7 @@ import openai
 from flows.batch import refine_batch
 from flows.settings import EndpointConfig, RunConfig
 from tests.cli_helpers import fake_server_process
+from tests.prefect_fixtures import drain_prefect_workers
 from tests.prefect_server import PrefectServer
 
 
@@ -112,6 +113,7 @@ async def main(args: argparse.Namespace) -> None:
             first = await timed(lambda: cached_run("cache-fill"))
             rerun = await timed(lambda: cached_run("cache-rerun"))
     finally:
+        drain_prefect_workers()
         prefect.stop()
 
     print(

@@ -254,3 +254,31 @@ async def test_refine_one(fake_server: FakeOpenAI, tmp_path: Path) -> None:
     trajectory = await refine_one({"text": "One item only."}, make_config(fake_server, tmp_path))
     assert trajectory.status == "ok" and len(trajectory.drafts) == 3
     assert "One item only." in json.dumps(fake_server.chat_requests()[0].body)
+
+
+async def test_the_api_key_reaches_the_server_and_nowhere_else(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    canary = "sk-canary-7f3a9c"
+    monkeypatch.setenv("OPENAI_API_KEY", canary)
+    fake_server.script([Reply(status=400, content="bad request")], match="bakery")
+    out = tmp_path / "out.jsonl"
+    state = await refine_batch(dataset, out, make_config(fake_server, tmp_path), return_state=True)
+    assert {e.headers["authorization"] for e in fake_server.chat_requests()} == {f"Bearer {canary}"}
+
+    flow_run_id = state.state_details.flow_run_id
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(flow_run_id)
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    assert "endpoint" in json.dumps(flow_run.parameters, default=str)
+    assert canary not in json.dumps(flow_run.parameters, default=str)
+    assert canary not in json.dumps([log.message for log in logs])
+    assert canary not in out.read_text()
+    cache_files = list((tmp_path / "cache").rglob("*.json"))
+    assert len(cache_files) == 6  # two items x 3 steps; the failed request is not cached
+    assert not any(canary in path.read_text() for path in cache_files)
