@@ -10,15 +10,18 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from flows.cli_templates import templates_app
-from flows.settings import RunConfig, build_run_config
+from flows.settings import build_run_config
 from refine.errors import RefineError
+
+if TYPE_CHECKING:
+    from flows.batch import BatchSummary
 
 __all__ = ["app"]
 
@@ -44,11 +47,6 @@ def run_guarded(action: Callable[[], T]) -> T:
             "[yellow]interrupted: finished items are in the output; run again to resume"
         )
         raise typer.Exit(130) from None
-
-
-def config_from_flags(config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
-    """Layer CLI flags over the config file, environment and defaults."""
-    return build_run_config(overrides, config_file)
 
 
 @app.command()
@@ -103,22 +101,22 @@ def run(
 
 def _run(
     input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
-) -> Any:
+) -> BatchSummary:
     # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
     from flows.batch import refine_batch
     from flows.output import OutputLog
     from flows.progress import OutputWatcher, RunProgress
     from flows.runtime import load_checked_items
 
-    config = config_from_flags(config_file, overrides)
+    config = build_run_config(overrides, config_file)  # flags over file over environment
     items = load_checked_items(input_path, config)  # fail fast, before Prefect starts
     with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
         remaining = sum(item.id not in out.finished for item in items)
     watcher = OutputWatcher(output)
     watcher.skip_existing()
 
-    async def main() -> Any:
-        with RunProgress(watcher, remaining, disable=quiet or not sys.stderr.isatty()) as bar:
+    async def main() -> BatchSummary:
+        with RunProgress(watcher, remaining, disable=quiet or not sys.stdout.isatty()) as bar:
             flow_run = asyncio.ensure_future(refine_batch(input_path, output, config))
             while not flow_run.done():
                 bar.refresh()
@@ -130,7 +128,7 @@ def _run(
     return summary
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: BatchSummary) -> None:
     table = Table(title="refine run", show_header=False)
     for label, value in [
         ("output", str(summary.output_path)),

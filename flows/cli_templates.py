@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.settings import build_run_config
+from flows.settings import RunConfig, build_run_config
 
 __all__ = ["templates_app"]
 
@@ -20,7 +20,9 @@ TemplateDirs = Annotated[
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
 
 
-def _config(template_dir: list[Path] | None, config_file: Path | None, task: str | None = None):  # type: ignore[no-untyped-def]
+def _config(
+    template_dir: list[Path] | None, config_file: Path | None, task: str | None = None
+) -> RunConfig:
     return build_run_config({"template_dirs": template_dir or None, "task": task}, config_file)
 
 

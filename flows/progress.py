@@ -76,13 +76,12 @@ class RunProgress:
     def __init__(self, watcher: OutputWatcher, total: int, *, disable: bool = False) -> None:
         self.watcher = watcher
         self.progress = Progress(
-            TextColumn("[bold]refining"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(compact=True),
             disable=disable,
             transient=False,
         )
@@ -92,10 +91,7 @@ class RunProgress:
         """Poll the file and redraw."""
         w = self.watcher
         w.poll()
-        stats = (
-            f"failed {w.failed} · requests {w.requests} · cache hits {w.cache_hits} "
-            f"· tokens {w.tokens}"
-        )
+        stats = f"failed {w.failed} · req {w.requests} · hits {w.cache_hits} · tok {w.tokens}"
         self.progress.update(self.task, completed=w.done, stats=stats)
 
     def __enter__(self) -> RunProgress:
