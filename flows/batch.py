@@ -9,6 +9,7 @@ Finished items go to the output file as soon as their chunk's step returns.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from flows.runtime import load_checked_items, open_refiner
 from flows.settings import RunConfig
 from refine.errors import FatalEndpointError
 
-__all__ = ["BatchSummary", "refine_batch", "refine_one"]
+__all__ = ["BatchSummary", "plan_chunks", "refine_batch", "refine_one"]
 
 
 class Chunk:
@@ -108,6 +109,22 @@ async def _refine_chunk(refiner: Refiner, chunk: Chunk, out: OutputLog) -> Chunk
     return chunk
 
 
+MAX_TASK_RUNS = 5_000  # the UI's graph refuses >10,000 nodes, and each task run costs the server
+
+
+def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
+    """Chunk size and chunks in flight for ``items`` items.
+
+    The chunk size grows past the configured one when the run would otherwise exceed
+    MAX_TASK_RUNS task runs. Only enough chunks run at once to keep every request slot busy
+    (twice the concurrency in items, plus one chunk), so items finish and reach the output
+    steadily from the start instead of all at the end.
+    """
+    size = max(config.chunk_size, math.ceil(items * config.steps / MAX_TASK_RUNS))
+    in_flight = config.chunks_in_flight or math.ceil(2 * config.concurrency / size) + 1
+    return size, in_flight
+
+
 def _chunks(refiner: Refiner, items: list[Item], size: int) -> list[Chunk]:
     runs = [refiner.start(item) for item in items]
     return [
@@ -146,8 +163,19 @@ async def refine_batch(
                 "resuming %s: %d of %d items already done", output_path, skipped, len(items)
             )
         async with open_refiner(config) as refiner:
-            chunks = _chunks(refiner, pending, config.chunk_size)
-            finished = await asyncio.gather(*(_refine_chunk(refiner, c, out) for c in chunks))
+            size, in_flight = plan_chunks(config, len(pending))
+            if size != config.chunk_size:
+                logger.warning(
+                    "chunk size raised to %d to stay under %d task runs", size, MAX_TASK_RUNS
+                )
+            chunks = _chunks(refiner, pending, size)
+            slots = asyncio.Semaphore(in_flight)
+
+            async def bounded(chunk: Chunk) -> Chunk:
+                async with slots:
+                    return await _refine_chunk(refiner, chunk, out)
+
+            finished = await asyncio.gather(*(bounded(c) for c in chunks))
             refused = next((c.fatal for c in finished if c.fatal is not None), None)
             if refused is not None:
                 # Failed with the error as data: the run shows Failed in the UI with this one

@@ -80,6 +80,9 @@ class RunConfig(_Strict):
     steps: int = Field(default=3, ge=1, le=50)
     history: int = Field(default=2, ge=1, description="drafts (and error lists) a step sees")
     chunk_size: int = Field(default=50, ge=1)
+    chunks_in_flight: int | None = Field(
+        default=None, ge=1, description="chunks refined at once; None = enough to fill concurrency"
+    )
     concurrency: int = Field(default=16, ge=1, description="requests in flight, whole run")
     template_dirs: list[Path] = Field(default_factory=list)
     examples_path: Path | None = None

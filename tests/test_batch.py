@@ -282,3 +282,13 @@ async def test_the_api_key_reaches_the_server_and_nowhere_else(
     cache_files = list((tmp_path / "cache").rglob("*.json"))
     assert len(cache_files) == 6  # two items x 3 steps; the failed request is not cached
     assert not any(canary in path.read_text() for path in cache_files)
+
+
+def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
+    from flows.batch import MAX_TASK_RUNS, plan_chunks
+
+    small = RunConfig(steps=3, chunk_size=50, concurrency=64)
+    assert plan_chunks(small, 1_000) == (50, 4)  # 2 x 64 items in flight, plus one chunk
+    huge = plan_chunks(small, 200_000)
+    assert huge[0] == 120 and 200_000 / huge[0] * 3 <= MAX_TASK_RUNS
+    assert plan_chunks(small.model_copy(update={"chunks_in_flight": 7}), 10)[1] == 7
