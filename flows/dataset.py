@@ -6,15 +6,14 @@ and field at once instead of failing on the first and losing the rest.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from flows.records import Item
 from refine.errors import FieldProblem, InputError
+from refine.jsonl import not_utf8, parse_jsonl
 
 __all__ = ["read_items"]
 
@@ -31,7 +30,7 @@ def read_items(path: Path) -> list[Item]:
         raise InputError(path, [FieldProblem(0, None, f"cannot read: {exc.strerror}")]) from None
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        rows, problems = _jsonl_rows(data)
+        rows, problems = parse_jsonl(data)
     elif suffix == ".csv":
         rows, problems = _csv_rows(data)
     else:
@@ -44,43 +43,12 @@ def read_items(path: Path) -> list[Item]:
     return items
 
 
-def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
-    rows: list[tuple[int, dict[str, Any]]] = []
-    problems: list[FieldProblem] = []
-    data = data.removeprefix(codecs.BOM_UTF8)  # as the CSV reader's utf-8-sig does
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if problem := _not_utf8(number, raw):
-            problems.append(problem)
-            continue
-        text = raw.decode("utf-8")
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(FieldProblem(number, None, f"not valid JSON: {exc.msg}"))
-            continue
-        if not isinstance(row, dict):
-            problems.append(FieldProblem(number, None, "a row must be a JSON object"))
-            continue
-        rows.append((number, row))
-    return rows, problems
-
-
-def _not_utf8(line: int, raw: bytes) -> FieldProblem | None:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return FieldProblem(line, None, f"not UTF-8 (byte {exc.start + 1} of the line)")
-    return None
-
-
 def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # A newline byte never occurs inside a UTF-8 sequence, so each line decodes on its own.
-        return [], [p for n, raw in enumerate(data.split(b"\n"), 1) if (p := _not_utf8(n, raw))]
+        return [], [p for n, raw in enumerate(data.split(b"\n"), 1) if (p := not_utf8(n, raw))]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []

@@ -7,12 +7,12 @@ instead of as an undefined variable in the middle of a run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from prompts.loader import PACKAGED_TEMPLATES
 from refine.errors import ConfigError, FieldProblem, InputError
+from refine.jsonl import parse_jsonl
 
 __all__ = ["load_examples", "packaged_examples"]
 
@@ -26,26 +26,15 @@ def load_examples(path: Path, required: Iterable[str] = ()) -> list[dict[str, ob
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        rows, problems = parse_jsonl(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"few-shot examples file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(path, [FieldProblem(0, None, f"cannot read the file: {exc}")]) from exc
 
     needed = ("output", *required)
     examples: list[dict[str, object]] = []
-    problems: list[FieldProblem] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(FieldProblem(number, None, f"not valid JSON: {exc.msg}"))
-            continue
-        if not isinstance(row, dict):
-            problems.append(FieldProblem(number, None, "expected a JSON object"))
-            continue
+    for number, row in rows:
         missing = [name for name in needed if name not in row]
         problems.extend(FieldProblem(number, name, "missing field") for name in missing)
         if "output" in row and not isinstance(row["output"], str):
@@ -53,6 +42,7 @@ def load_examples(path: Path, required: Iterable[str] = ()) -> list[dict[str, ob
         if not missing:
             examples.append(row)
     if problems:
+        problems.sort(key=lambda p: p.line)
         raise InputError(path, problems, hint="Each line needs the task's input fields and output.")
     return examples
 
