@@ -23,9 +23,9 @@ from pathlib import Path
 import openai
 
 from flows.batch import refine_batch
+from flows.lifecycle import drain_prefect_workers
 from flows.settings import EndpointConfig, RunConfig
 from tests.cli_helpers import fake_server_process
-from tests.prefect_fixtures import drain_prefect_workers
 from tests.prefect_server import PrefectServer
 
 

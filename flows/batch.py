@@ -115,12 +115,15 @@ MAX_TASK_RUNS = 5_000  # the UI's graph refuses >10,000 nodes, and each task run
 def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     """Chunk size and chunks in flight for ``items`` items.
 
-    The chunk size grows past the configured one when the run would otherwise exceed
-    MAX_TASK_RUNS task runs. Only enough chunks run at once to keep every request slot busy
-    (twice the concurrency in items, plus one chunk), so items finish and reach the output
-    steadily from the start instead of all at the end.
+    By default a chunk holds as many items as there are request slots (10 to 100): big enough
+    that Prefect's cost per task run (milliseconds) is spread over many requests, small enough
+    that items reach the output early. The size grows past the configured one when the run
+    would otherwise exceed MAX_TASK_RUNS task runs. Only enough chunks run at once to keep
+    every request slot busy (twice the concurrency in items, plus one chunk), so records
+    stream to the output from the start instead of all at the end.
     """
-    size = max(config.chunk_size, math.ceil(items * config.steps / MAX_TASK_RUNS))
+    wanted = config.chunk_size or min(100, max(10, config.concurrency))
+    size = max(wanted, math.ceil(items * config.steps / MAX_TASK_RUNS))
     in_flight = config.chunks_in_flight or math.ceil(2 * config.concurrency / size) + 1
     return size, in_flight
 
@@ -164,7 +167,7 @@ async def refine_batch(
             )
         async with open_refiner(config) as refiner:
             size, in_flight = plan_chunks(config, len(pending))
-            if size != config.chunk_size:
+            if config.chunk_size and size != config.chunk_size:
                 logger.warning(
                     "chunk size raised to %d to stay under %d task runs", size, MAX_TASK_RUNS
                 )

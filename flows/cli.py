@@ -123,7 +123,12 @@ def _run(
                 await asyncio.wait([flow_run], timeout=0.5)
             return flow_run.result()
 
-    summary = asyncio.run(main())
+    from flows.lifecycle import drain_prefect_workers
+
+    try:
+        summary = asyncio.run(main())
+    finally:
+        drain_prefect_workers()
     _print_summary(summary)
     return summary
 

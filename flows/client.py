@@ -122,6 +122,8 @@ class ChatClient:
 
     async def _attempt(self, messages: list[Message]) -> Any:
         async with self._limiter:
+            if self._fatal is not None:  # refused while this call waited for a slot
+                raise self._fatal
             self.http_attempts += 1
             deadline = self.retry.call_deadline_s
             try:

@@ -79,7 +79,9 @@ class RunConfig(_Strict):
     task: str = "generic"
     steps: int = Field(default=3, ge=1, le=50)
     history: int = Field(default=2, ge=1, description="drafts (and error lists) a step sees")
-    chunk_size: int = Field(default=50, ge=1)
+    chunk_size: int | None = Field(
+        default=None, ge=1, description="items per Prefect task; None = the concurrency, 10 to 100"
+    )
     chunks_in_flight: int | None = Field(
         default=None, ge=1, description="chunks refined at once; None = enough to fill concurrency"
     )

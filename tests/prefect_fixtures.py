@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.lifecycle import drain_prefect_workers
 from tests.prefect_server import PrefectServer
 
 
@@ -20,15 +21,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     finally:
         drain_prefect_workers()
         server.stop()
-
-
-def drain_prefect_workers() -> None:
-    """Send the logs and events still queued in this process while the server still listens."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=5)
-    EventsWorker.drain_all(timeout=5)
 
 
 @pytest.fixture

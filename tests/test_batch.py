@@ -292,3 +292,7 @@ def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
     huge = plan_chunks(small, 200_000)
     assert huge[0] == 120 and 200_000 / huge[0] * 3 <= MAX_TASK_RUNS
     assert plan_chunks(small.model_copy(update={"chunks_in_flight": 7}), 10)[1] == 7
+    # by default a chunk holds as many items as there are request slots, 10 to 100
+    assert plan_chunks(RunConfig(concurrency=64), 1_000) == (64, 3)
+    assert plan_chunks(RunConfig(concurrency=4), 1_000) == (10, 2)
+    assert plan_chunks(RunConfig(concurrency=500), 1_000) == (100, 11)

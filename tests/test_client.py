@@ -284,6 +284,19 @@ async def test_fatal_status_stops_every_later_call(
     assert len(fake_server.chat_requests()) == 1
 
 
+async def test_calls_waiting_for_a_slot_send_nothing_after_a_refusal(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    fake_server.set_latency(0.05)
+    fake_server.fail_rate(401, 1.0)
+    client = make_client(max_in_flight=2)
+    results = await asyncio.gather(
+        *(client.complete(MESSAGES) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, FatalEndpointError) for r in results)
+    assert len(fake_server.chat_requests()) <= 2  # only those already on the wire
+
+
 @pytest.mark.parametrize(
     ("body", "match"),
     [
