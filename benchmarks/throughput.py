@@ -118,7 +118,8 @@ async def main(args: argparse.Namespace) -> None:
 
     print(
         f"workload: {args.items} items x {args.steps} steps, latency {args.latency_ms} ms, "
-        f"concurrency {args.concurrency}, chunk size {args.chunk_size}, repeat {args.repeat}"
+        f"concurrency {args.concurrency}, chunk size {args.chunk_size or 'auto'}, "
+        f"repeat {args.repeat}"
     )
     medians = {}
     for name, runs in results.items():
@@ -150,6 +151,6 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=100)
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: the flow's own")
     parser.add_argument("--repeat", type=int, default=3)
     asyncio.run(main(parser.parse_args()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,24 @@ class BatchSummary(BaseModel):
     wall_s: float
 
 
+@dataclass
+class Tally:
+    """Counts of the records written so far; the records themselves live only on disk."""
+
+    ok: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, record: Trajectory) -> None:
+        self.ok += record.status == "ok"
+        self.failed += record.status == "failed"
+        for draft in record.drafts:
+            if not draft.cached:
+                self.prompt_tokens += draft.usage.prompt_tokens
+                self.completion_tokens += draft.usage.completion_tokens
+
+
 @task(
     name="refine-step",
     task_run_name="step-{step} [chunk {chunk_index}]",
@@ -91,22 +110,30 @@ async def refine_step(refiner: Refiner, chunk: Chunk, step: int, chunk_index: in
     return Chunk(chunk.index, chunk.runs, fatal=fatal)
 
 
-async def _refine_chunk(refiner: Refiner, chunk: Chunk, out: OutputLog) -> Chunk:
+async def _refine_chunk(
+    refiner: Refiner, index: int, items: list[Item], out: OutputLog, tally: Tally
+) -> FatalEndpointError | None:
+    """Take one chunk through its steps, writing each item as soon as it is done."""
     logger = get_run_logger()
+    chunk = Chunk(index, [refiner.start(item) for item in items])
     for step in range(1, refiner.config.steps + 1):
         if not chunk.active:
             break
         before = {id(run) for run in chunk.active}
         chunk = await refine_step(refiner, chunk, step, chunk.index)
         if chunk.fatal is not None:
-            return chunk  # its unfinished items stay unwritten: a rerun picks them up
+            return chunk.fatal  # its unfinished items stay unwritten: a rerun picks them up
         for run in chunk.runs:
             if id(run) in before and run.done:
                 record = run.trajectory()
                 out.append(record)
+                tally.add(record)
                 if record.status == "failed":
                     logger.warning("item %s failed: %s", record.id, record.error)
-    return chunk
+    # Prefect keeps every task's result until the flow ends; the Chunks of all steps share
+    # this list, so emptying it lets the finished drafts go instead of piling up in memory.
+    chunk.runs.clear()
+    return None
 
 
 MAX_TASK_RUNS = 5_000  # the UI's graph refuses >10,000 nodes, and each task run costs the server
@@ -126,13 +153,6 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     size = max(wanted, math.ceil(items * config.steps / MAX_TASK_RUNS))
     in_flight = config.chunks_in_flight or math.ceil(2 * config.concurrency / size) + 1
     return size, in_flight
-
-
-def _chunks(refiner: Refiner, items: list[Item], size: int) -> list[Chunk]:
-    runs = [refiner.start(item) for item in items]
-    return [
-        Chunk(i, runs[start : start + size]) for i, start in enumerate(range(0, len(runs), size))
-    ]
 
 
 def _first(group: BaseExceptionGroup[FatalEndpointError]) -> FatalEndpointError:
@@ -171,34 +191,34 @@ async def refine_batch(
                 logger.warning(
                     "chunk size raised to %d to stay under %d task runs", size, MAX_TASK_RUNS
                 )
-            chunks = _chunks(refiner, pending, size)
             slots = asyncio.Semaphore(in_flight)
+            tally = Tally()
 
-            async def bounded(chunk: Chunk) -> Chunk:
+            async def bounded(index: int, start: int) -> FatalEndpointError | None:
                 async with slots:
-                    return await _refine_chunk(refiner, chunk, out)
+                    items_of_chunk = pending[start : start + size]
+                    return await _refine_chunk(refiner, index, items_of_chunk, out, tally)
 
-            finished = await asyncio.gather(*(bounded(c) for c in chunks))
-            refused = next((c.fatal for c in finished if c.fatal is not None), None)
+            starts = range(0, len(pending), size)
+            outcomes = await asyncio.gather(*(bounded(i, s) for i, s in enumerate(starts)))
+            refused = next((fatal for fatal in outcomes if fatal is not None), None)
             if refused is not None:
                 # Failed with the error as data: the run shows Failed in the UI with this one
                 # message, and a direct caller gets the FatalEndpointError raised.
                 logger.error("run stopped: %s", refused)
                 return Failed(message=str(refused), data=refused)  # type: ignore[return-value]
-            records = [run.trajectory() for chunk in chunks for run in chunk.runs]
             http_attempts = refiner.client.http_attempts
             cache_hits = refiner.cache_hits
-    fresh = [d for r in records for d in r.drafts if not d.cached]
     summary = BatchSummary(
         output_path=output_path,
         items=len(items),
         skipped=skipped,
-        ok=sum(r.status == "ok" for r in records),
-        failed=sum(r.status == "failed" for r in records),
+        ok=tally.ok,
+        failed=tally.failed,
         http_attempts=http_attempts,
         cache_hits=cache_hits,
-        prompt_tokens=sum(d.usage.prompt_tokens for d in fresh),
-        completion_tokens=sum(d.usage.completion_tokens for d in fresh),
+        prompt_tokens=tally.prompt_tokens,
+        completion_tokens=tally.completion_tokens,
         wall_s=round(time.perf_counter() - started, 3),
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
