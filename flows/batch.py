@@ -25,7 +25,7 @@ from flows.output import OutputLog
 from flows.records import Item, Trajectory
 from flows.runtime import load_checked_items, open_refiner
 from flows.settings import RunConfig
-from refine.errors import FatalEndpointError
+from refine.errors import FatalEndpointError, RefineError
 
 __all__ = ["BatchSummary", "plan_chunks", "refine_batch", "refine_one"]
 
@@ -173,8 +173,20 @@ async def refine_batch(
         output_path: JSONL output; an existing file is resumed (finished ids are skipped).
         config: the run's settings (no secrets: the API key is read from the environment or
             the config file named in it).
+
+    Returns:
+        The counts of the run. Bad input or configuration, or an endpoint refusing every call,
+        ends the run Failed with that one message (and raises it to a direct caller) rather
+        than with a traceback.
     """
-    config = config or RunConfig()
+    try:
+        return await _run_batch(input_path, output_path, config or RunConfig())
+    except RefineError as exc:
+        get_run_logger().error("run stopped: %s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+
+
+async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> BatchSummary:
     started = time.perf_counter()
     logger = get_run_logger()
     items = load_checked_items(input_path, config)
@@ -182,15 +194,11 @@ async def refine_batch(
         pending = [item for item in items if item.id not in out.finished]
         skipped = len(items) - len(pending)
         if skipped:
-            logger.info(
-                "resuming %s: %d of %d items already done", output_path, skipped, len(items)
-            )
+            logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
         async with open_refiner(config) as refiner:
             size, in_flight = plan_chunks(config, len(pending))
             if config.chunk_size and size != config.chunk_size:
-                logger.warning(
-                    "chunk size raised to %d to stay under %d task runs", size, MAX_TASK_RUNS
-                )
+                logger.warning("chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS)
             slots = asyncio.Semaphore(in_flight)
             tally = Tally()
 
@@ -203,10 +211,7 @@ async def refine_batch(
             outcomes = await asyncio.gather(*(bounded(i, s) for i, s in enumerate(starts)))
             refused = next((fatal for fatal in outcomes if fatal is not None), None)
             if refused is not None:
-                # Failed with the error as data: the run shows Failed in the UI with this one
-                # message, and a direct caller gets the FatalEndpointError raised.
-                logger.error("run stopped: %s", refused)
-                return Failed(message=str(refused), data=refused)  # type: ignore[return-value]
+                raise refused
             http_attempts = refiner.client.http_attempts
             cache_hits = refiner.cache_hits
     summary = BatchSummary(

@@ -109,6 +109,7 @@ def _run(
     from flows.runtime import load_checked_items
 
     config = build_run_config(overrides, config_file)  # flags over file over environment
+    config.endpoint.require_target()
     items = load_checked_items(input_path, config)  # fail fast, before Prefect starts
     with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
         remaining = sum(item.id not in out.finished for item in items)

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from flows.records import Usage
 from flows.retry import CallTimeoutError, build_retrying
 from flows.settings import EndpointConfig, RetryConfig
-from refine.errors import ConfigError, EndpointError, FatalEndpointError
+from refine.errors import EndpointError, FatalEndpointError
 
 __all__ = ["ChatClient", "Completion"]
 
@@ -74,10 +74,7 @@ class ChatClient:
         max_in_flight: int,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        if not endpoint.base_url:
-            raise ConfigError("no endpoint: pass --base-url or set OPENAI_BASE_URL")
-        if not endpoint.model:
-            raise ConfigError("no model: pass --model or set REFINE_MODEL")
+        endpoint.require_target()
         self.endpoint = endpoint
         self.retry = retry
         self._sleep = sleep

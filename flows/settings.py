@@ -49,6 +49,13 @@ class EndpointConfig(_Strict):
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
+    def require_target(self) -> None:
+        """Raise ConfigError unless both where to send requests and which model are known."""
+        if not self.base_url:
+            raise ConfigError("no endpoint: pass --base-url or set OPENAI_BASE_URL")
+        if not self.model:
+            raise ConfigError("no model: pass --model or set REFINE_MODEL")
+
     def sampling(self) -> dict[str, Any]:
         """The request fields that change the answer (part of every cache key)."""
         fields = {

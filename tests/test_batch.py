@@ -176,6 +176,12 @@ async def test_missing_template_fields_are_reported_before_any_request(
     assert "line 2" in message and "line 3" in message and "'text'" in message
     assert "line 1," not in message and "line 4" not in message
     assert fake_server.chat_requests() == []
+    # the flow run itself ends Failed with that message (what the Prefect UI shows)
+    state = await refine_batch(
+        data, tmp_path / "out.jsonl", make_config(fake_server, tmp_path), return_state=True
+    )
+    assert state.is_failed() and "line 2" in (state.message or "")
+    assert fake_server.chat_requests() == []
 
 
 async def test_same_draft_twice_converges(
