@@ -22,12 +22,18 @@ __all__ = ["ItemRun", "Refiner", "input_fields", "step_variables"]
 
 
 def input_fields(item: Item, kind: TaskKind, config: RunConfig) -> dict[str, Any]:
-    """The row's fields with the task's optional fields and configured defaults filled in."""
+    """The row's fields with the task's optional fields and configured defaults filled in.
+
+    A null or empty value counts as absent for a field that has a default (an empty CSV cell
+    must not turn "into French" into "into ").
+    """
     defaults: dict[str, Any] = dict(kind.optional)
     if kind.name == "translate":
         defaults.update(source_lang=config.source_lang, target_lang=config.target_lang)
     fields = dict(defaults)
-    fields.update({k: v for k, v in item.fields.items() if v is not None or k not in defaults})
+    fields.update(
+        {k: v for k, v in item.fields.items() if k not in defaults or v not in (None, "")}
+    )
     return fields
 
 

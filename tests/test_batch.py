@@ -302,3 +302,26 @@ def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
     assert plan_chunks(RunConfig(concurrency=64), 1_000) == (64, 3)
     assert plan_chunks(RunConfig(concurrency=4), 1_000) == (10, 2)
     assert plan_chunks(RunConfig(concurrency=500), 1_000) == (100, 11)
+
+
+async def test_csv_input_and_configured_language_defaults(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(
+        "id,text,target_lang,reference\n"
+        "t1,The library opens at nine.,German,Die Bibliothek\n"
+        "t2,Bring an umbrella tomorrow.,,Traiga\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    config = make_config(fake_server, tmp_path, task="translate", steps=1, target_lang="Spanish")
+    summary = await refine_batch(data, out, config)
+    assert summary.ok == 2
+    prompts = {p for e in fake_server.chat_requests() for p in [json.dumps(e.body)]}
+    german = [p for p in prompts if "library opens" in p]
+    spanish = [p for p in prompts if "umbrella" in p]
+    assert "German" in german[0] and "Spanish" not in german[0]
+    # an empty CSV cell takes the configured default, like a missing one
+    assert "Spanish" in spanish[0]
+    assert not any("Die Bibliothek" in p or "Traiga" in p for p in prompts)
