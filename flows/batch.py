@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,9 @@ from pydantic import BaseModel
 from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
 from flows.records import Item, Trajectory
-from flows.runtime import load_checked_items, open_refiner
+from flows.runtime import check_items, load_checked_items, open_refiner
 from flows.settings import RunConfig
-from refine.errors import FatalEndpointError, RefineError
+from refine.errors import ConfigError, FatalEndpointError, RefineError
 
 __all__ = ["BatchSummary", "plan_chunks", "refine_batch", "refine_one"]
 
@@ -35,9 +36,7 @@ class Chunk:
     receives by identity, and does not walk into plain objects the way it walks pydantic models.
     """
 
-    def __init__(
-        self, index: int, runs: list[ItemRun], fatal: FatalEndpointError | None = None
-    ) -> None:
+    def __init__(self, index: int, runs: list[ItemRun], fatal: RefineError | None = None) -> None:
         self.index = index
         self.runs = runs
         self.fatal = fatal
@@ -53,6 +52,7 @@ class BatchSummary(BaseModel):
     output_path: Path
     items: int
     skipped: int
+    failed_before: int
     ok: int
     failed: int
     http_attempts: int
@@ -97,24 +97,27 @@ async def refine_step(refiner: Refiner, chunk: Chunk, step: int, chunk_index: in
 
     Returns:
         A new Chunk over the same item runs, so the next step links to this task in the DAG.
-        A refusal no call can get past (401/403/404) is carried on it as ``fatal``, so the flow
-        stops with one clear message instead of a traceback per task.
+        What no item can get past (a 401/403/404, a broken cleaner configuration) is carried on
+        it as ``fatal``, so the flow stops with one clear message, not a traceback per task.
     """
-    fatal: FatalEndpointError | None = None
+    fatal: RefineError | None = None
     try:
-        async with asyncio.TaskGroup() as group:  # a fatal refusal cancels the siblings
+        async with asyncio.TaskGroup() as group:  # a fatal error cancels the siblings
             for run in chunk.active:
                 group.create_task(refiner.step(run, step))
-    except* FatalEndpointError as refused:
-        fatal = _first(refused)
+    except* (FatalEndpointError, ConfigError) as stopped:
+        fatal = _first(stopped)
     return Chunk(chunk.index, chunk.runs, fatal=fatal)
 
 
 async def _refine_chunk(
-    refiner: Refiner, index: int, items: list[Item], out: OutputLog, tally: Tally
-) -> FatalEndpointError | None:
-    """Take one chunk through its steps, writing each item as soon as it is done."""
-    logger = get_run_logger()
+    refiner: Refiner, index: int, items: list[Item], on_done: Callable[[Trajectory], None]
+) -> RefineError | None:
+    """Take one chunk through its steps, handing each item to ``on_done`` as soon as it is done.
+
+    Returns the error that stops the whole run, if one happened; the chunk's unfinished items
+    are then not handed over, so a rerun picks them up.
+    """
     chunk = Chunk(index, [refiner.start(item) for item in items])
     for step in range(1, refiner.config.steps + 1):
         if not chunk.active:
@@ -122,14 +125,10 @@ async def _refine_chunk(
         before = {id(run) for run in chunk.active}
         chunk = await refine_step(refiner, chunk, step, chunk.index)
         if chunk.fatal is not None:
-            return chunk.fatal  # its unfinished items stay unwritten: a rerun picks them up
+            return chunk.fatal
         for run in chunk.runs:
             if id(run) in before and run.done:
-                record = run.trajectory()
-                out.append(record)
-                tally.add(record)
-                if record.status == "failed":
-                    logger.warning("item %s failed: %s", record.id, record.error)
+                on_done(run.trajectory())
     # Prefect keeps every task's result until the flow ends; the Chunks of all steps share
     # this list, so emptying it lets the finished drafts go instead of piling up in memory.
     chunk.runs.clear()
@@ -155,7 +154,7 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     return size, in_flight
 
 
-def _first(group: BaseExceptionGroup[FatalEndpointError]) -> FatalEndpointError:
+def _first(group: BaseExceptionGroup[RefineError]) -> RefineError:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
@@ -193,6 +192,7 @@ async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> 
     with OutputLog(output_path) as out:
         pending = [item for item in items if item.id not in out.finished]
         skipped = len(items) - len(pending)
+        failed_before = sum(item.id in out.failed for item in items)
         if skipped:
             logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
         async with open_refiner(config) as refiner:
@@ -201,23 +201,36 @@ async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> 
                 logger.warning("chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS)
             slots = asyncio.Semaphore(in_flight)
             tally = Tally()
+            stopped: list[RefineError] = []
 
-            async def bounded(index: int, start: int) -> FatalEndpointError | None:
+            def finished(record: Trajectory) -> None:
+                out.append(record)
+                tally.add(record)
+                if record.status == "failed":
+                    logger.warning("item %s failed: %s", record.id, record.error)
+
+            async def run_chunk(index: int, start: int) -> None:
                 async with slots:
-                    items_of_chunk = pending[start : start + size]
-                    return await _refine_chunk(refiner, index, items_of_chunk, out, tally)
+                    if stopped:  # the run is stopping: start no more task runs
+                        return
+                    chunk_items = pending[start : start + size]
+                    if fatal := await _refine_chunk(refiner, index, chunk_items, finished):
+                        stopped.append(fatal)
 
-            starts = range(0, len(pending), size)
-            outcomes = await asyncio.gather(*(bounded(i, s) for i, s in enumerate(starts)))
-            refused = next((fatal for fatal in outcomes if fatal is not None), None)
-            if refused is not None:
-                raise refused
+            async with asyncio.TaskGroup() as group:
+                for index, start in enumerate(range(0, len(pending), size)):
+                    group.create_task(run_chunk(index, start))
+            if stopped:
+                raise stopped[0]
+            if refiner.cache is not None and refiner.cache.write_errors:
+                logger.warning("%d answers could not be cached", refiner.cache.write_errors)
             http_attempts = refiner.client.http_attempts
             cache_hits = refiner.cache_hits
     summary = BatchSummary(
         output_path=output_path,
         items=len(items),
         skipped=skipped,
+        failed_before=failed_before,
         ok=tally.ok,
         failed=tally.failed,
         http_attempts=http_attempts,
@@ -240,15 +253,12 @@ async def refine_one(fields: dict[str, Any], config: RunConfig | None = None) ->
     """
     config = config or RunConfig()
     row = dict(fields)
-    item = Item(
-        id=str(row.pop("id", "1")), line=1, fields=row, reference=row.pop("reference", None)
-    )
+    reference = row.pop("reference", None)
+    item = Item(id=str(row.pop("id", "1")), line=1, fields=row, reference=reference)
+    check_items([item], config, Path("<refine_one fields>"))
+    records: list[Trajectory] = []
     async with open_refiner(config) as refiner:
-        chunk = Chunk(0, [refiner.start(item)])
-        for step in range(1, config.steps + 1):
-            if not chunk.active:
-                break
-            chunk = await refine_step(refiner, chunk, step, 0)
-            if chunk.fatal is not None:
-                raise chunk.fatal
-        return chunk.runs[0].trajectory()
+        fatal = await _refine_chunk(refiner, 0, [item], records.append)
+    if fatal is not None:
+        raise fatal
+    return records[0]

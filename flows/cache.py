@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from refine.errors import ConfigError
+
 __all__ = ["RequestCache", "request_key"]
 
 FORMAT = 1
@@ -31,6 +33,20 @@ class RequestCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.write_errors = 0
+
+    def check_writable(self) -> None:
+        """Raise ConfigError now, before any request, if entries cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(
+                f"cache folder {self.root} is not writable ({exc.strerror}); "
+                "choose another with --cache-dir or pass --no-cache"
+            ) from None
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -53,13 +69,20 @@ class RequestCache:
         loss an empty or torn file is still only a miss.
         """
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"format": FORMAT, "key": key, "answer": answer}, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        except OSError:
+            self.write_errors += 1  # a full disk costs a future cache hit, never this answer
+            return
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(data)
             os.replace(tmp, path)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
+            self.write_errors += 1
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

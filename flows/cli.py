@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_guard import run_guarded
 from flows.cli_templates import templates_app
 from flows.settings import build_run_config
-from refine.errors import RefineError
 
 if TYPE_CHECKING:
     from flows.batch import BatchSummary
@@ -31,22 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(templates_app, name="templates")
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
-
-def run_guarded(action: Callable[[], T]) -> T:
-    """Run ``action``; a RefineError becomes its message and exit code, never a traceback."""
-    try:
-        return action()
-    except RefineError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err_console.print(
-            "[yellow]interrupted: finished items are in the output; run again to resume"
-        )
-        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -96,7 +79,7 @@ def run(
         },
     }
     summary = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
-    raise typer.Exit(0 if summary.failed == 0 else 1)
+    raise typer.Exit(0 if summary.failed == summary.failed_before == 0 else 1)
 
 
 def _run(
@@ -113,8 +96,7 @@ def _run(
     items = load_checked_items(input_path, config)  # fail fast, before Prefect starts
     with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
         remaining = sum(item.id not in out.finished for item in items)
-    watcher = OutputWatcher(output)
-    watcher.skip_existing()
+        watcher = OutputWatcher(output, offset=out.complete_bytes)
 
     async def main() -> BatchSummary:
         with RunProgress(watcher, remaining, disable=quiet or not sys.stdout.isatty()) as bar:
@@ -141,7 +123,7 @@ def _print_summary(summary: BatchSummary) -> None:
         ("items", summary.items),
         ("already done (resumed)", summary.skipped),
         ("ok", summary.ok),
-        ("failed", summary.failed),
+        ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
         ("HTTP requests", summary.http_attempts),
         ("cache hits", summary.cache_hits),
         ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_guard import run_guarded
 from flows.settings import RunConfig, build_run_config
 
 __all__ = ["templates_app"]
@@ -29,7 +30,6 @@ def _config(
 @templates_app.command("list")
 def list_templates(template_dir: TemplateDirs = None, config: ConfigFile = None) -> None:
     """List every template on the search path and where it comes from."""
-    from flows.cli import run_guarded
     from flows.runtime import templates_for
 
     def action() -> None:
@@ -51,7 +51,6 @@ def show(
     config: ConfigFile = None,
 ) -> None:
     """Print a template's source and the file it comes from."""
-    from flows.cli import run_guarded
     from flows.runtime import templates_for
 
     def action() -> None:
@@ -69,13 +68,14 @@ def render(
         str, typer.Argument(help="Task kind: generic, summarize, translate, qa, codegen.")
     ],
     input_path: Annotated[Path, typer.Option("--input", help="Dataset file (.jsonl or .csv).")],
-    line: Annotated[int, typer.Option(help="Line number of the row to render.")] = 1,
-    step: Annotated[int, typer.Option(help="Step to render (>1 uses placeholder drafts).")] = 1,
+    line: Annotated[int, typer.Option(min=1, help="Line number of the row to render.")] = 1,
+    step: Annotated[
+        int, typer.Option(min=1, help="Step to render (>1 uses placeholder drafts).")
+    ] = 1,
     template_dir: TemplateDirs = None,
     config: ConfigFile = None,
 ) -> None:
     """Print the messages step STEP would send for one row: a dry run that calls nothing."""
-    from flows.cli import run_guarded
     from flows.dry_run import render_row
 
     def action() -> None:

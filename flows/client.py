@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,8 +37,21 @@ class Completion:
     content: str
     finish_reason: str | None
     usage: Usage
-    latency_s: float
+    latency_s: float  # the answering attempt's time on the wire
     attempts: int
+
+
+KEY_LIKE = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with the API key, and anything shaped like one, replaced by ``***``.
+
+    Error bodies are the server's words, and some proxies echo the key they were sent.
+    """
+    if secret:
+        text = text.replace(secret, "***")
+    return KEY_LIKE.sub(r"\1-***", text)
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -81,6 +95,7 @@ class ChatClient:
         self._limiter = asyncio.Semaphore(max_in_flight)
         self._fatal: FatalEndpointError | None = None
         self.http_attempts = 0
+        self._secret = api_key.get_secret_value() if api_key else None
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
             # Local servers need no key, but the SDK insists on one; this placeholder is no secret.
@@ -94,12 +109,11 @@ class ChatClient:
         if self._fatal is not None:
             raise self._fatal
         attempts = 0
-        started = time.perf_counter()
         try:
             async for attempt in build_retrying(self.retry, sleep=self._sleep):
                 with attempt:
                     attempts += 1
-                    response = await self._attempt(messages)
+                    response, on_wire = await self._attempt(messages)
         except openai.APIStatusError as exc:
             raise self._status_error(exc, attempts) from None
         except openai.APIConnectionError as exc:
@@ -114,10 +128,14 @@ class ChatClient:
                 f"answer from {self.endpoint.base_url} is not valid JSON: {exc}"
             ) from None
         except openai.OpenAIError as exc:
-            raise EndpointError(f"unusable answer from {self.endpoint.base_url}: {exc}") from None
-        return self._completion(response, time.perf_counter() - started, attempts)
+            message = redact(str(exc), self._secret)
+            raise EndpointError(
+                f"unusable answer from {self.endpoint.base_url}: {message}"
+            ) from None
+        return self._completion(response, on_wire, attempts)
 
-    async def _attempt(self, messages: list[Message]) -> Any:
+    async def _attempt(self, messages: list[Message]) -> tuple[Any, float]:
+        """One HTTP request and its time on the wire (time queued for a slot not counted)."""
         async with self._limiter:
             if self._fatal is not None:  # refused while this call waited for a slot
                 raise self._fatal
@@ -128,9 +146,11 @@ class ChatClient:
                     # The SDK's documented low-level ``post``: ``chat.completions.create`` first
                     # walks the messages through its TypedDict transform, which cost about
                     # 1.6 ms of CPU per request here and changes nothing in a chat body.
-                    return await self._sdk.post(
+                    started = time.perf_counter()
+                    response = await self._sdk.post(
                         "/chat/completions", body=self._body(messages), cast_to=ChatCompletion
                     )
+                    return response, time.perf_counter() - started
             except TimeoutError:
                 raise CallTimeoutError(
                     f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
@@ -143,7 +163,7 @@ class ChatClient:
 
     def _status_error(self, exc: openai.APIStatusError, attempts: int) -> EndpointError:
         status = exc.status_code
-        message = _server_message(exc)
+        message = redact(_server_message(exc), self._secret)
         url = self.endpoint.base_url
         if status in FATAL_STATUS:
             hint = {

@@ -49,20 +49,28 @@ def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[Field
     except UnicodeDecodeError:
         # A newline byte never occurs inside a UTF-8 sequence, so each line decodes on its own.
         return [], [p for n, raw in enumerate(data.split(b"\n"), 1) if (p := not_utf8(n, raw))]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # csv.reader, not DictReader: DictReader skips blank lines itself, hiding where a record
+    # starts, and ``line_num`` after a read is the record's last line, not its first.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[FieldProblem] = []
+    start = 1  # the physical line the next record starts on
     try:
         for row in reader:
-            line = reader.line_num
-            if None in row:
-                problems.append(FieldProblem(line, None, "more values than header columns"))
+            line, start = start, reader.line_num + 1
+            if not row:  # a blank line
                 continue
-            # A short row leaves columns unset: drop them so the template check names them.
-            rows.append((line, {k: v for k, v in row.items() if v is not None}))
+            if header is None:
+                header = row
+            elif len(row) > len(header):
+                problems.append(FieldProblem(line, None, "more values than header columns"))
+            else:
+                # A short row leaves columns unset: they stay out so the template check names them.
+                rows.append((line, dict(zip(header, row, strict=False))))
     except csv.Error as exc:
-        problems.append(FieldProblem(reader.line_num, None, f"bad CSV: {exc}"))
-    if reader.fieldnames is None:
+        problems.append(FieldProblem(start, None, f"bad CSV: {exc}"))
+    if header is None:
         problems.append(FieldProblem(1, None, "no header row"))
     return rows, problems
 

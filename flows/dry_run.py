@@ -6,9 +6,8 @@ from pathlib import Path
 
 from flows.engine import input_fields, step_variables
 from flows.records import Draft
-from flows.runtime import load_checked_items, templates_for
+from flows.runtime import examples_for, load_checked_items, templates_for
 from flows.settings import RunConfig
-from prompts import load_examples, packaged_examples
 from refine.errors import FieldProblem, InputError
 
 __all__ = ["render_row"]
@@ -24,8 +23,7 @@ def render_row(config: RunConfig, path: Path, line: int, step: int) -> list[dict
     steps = max(config.steps, step)
     config = config.model_copy(update={"steps": steps})
     kind, env = templates_for(config)
-    examples_path = config.examples_path or packaged_examples(kind.name)
-    examples = load_examples(examples_path) if examples_path else []
+    examples = examples_for(config, kind)
     drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, step)]
     variables = step_variables(config, input_fields(item, kind, config), drafts, examples, step)
     return env.render_messages(kind.name, step, variables)

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from flows.cache import RequestCache, request_key
 from flows.client import ChatClient, Completion
-from flows.records import Draft, Item, StopReason, Trajectory, Usage
+from flows.records import CachedAnswer, Draft, Item, StopReason, Trajectory
 from flows.settings import RunConfig
 from prompts import TaskKind, TemplateEnvironment, build_variables
-from refine.errors import EndpointError, FatalEndpointError, TemplateError
+from refine.errors import ConfigError, EndpointError, FatalEndpointError, TemplateError
 
 __all__ = ["ItemRun", "Refiner", "input_fields", "step_variables"]
 
@@ -53,15 +55,16 @@ class ItemRun:
 
     def trajectory(self) -> Trajectory:
         """The output record: the last usable draft, or a failure saying why there is none."""
-        if self.error is not None:
+        usable = [d for d in self.drafts if not d.problems]
+        if self.error is not None:  # keep what earlier steps achieved: nothing is lost
             return Trajectory(
                 id=self.item.id,
                 status="failed",
+                output=usable[-1].text if usable else None,
                 drafts=self.drafts,
                 stop_reason=self.stop_reason,
                 error=self.error,
             )
-        usable = [d for d in self.drafts if not d.problems]
         if not usable:
             last = self.drafts[-1].problems if self.drafts else ["no step ran"]
             return Trajectory(
@@ -98,6 +101,15 @@ def step_variables(
         drafts=[d.text for d in recent],
         errors=recent[-1].problems if recent else (),
     )
+
+
+class CleanerFailed(Exception):
+    """A cleaner raised on one answer."""
+
+
+def _same_usable_text(previous: Draft, draft: Draft) -> bool:
+    """Converged: the same text twice, and nothing wrong with it (two empty answers are not)."""
+    return not previous.problems and not draft.problems and previous.text == draft.text
 
 
 def draft_problems(completion: Completion, text: str) -> list[str]:
@@ -139,18 +151,23 @@ class Refiner:
         return ItemRun(item=item, fields=input_fields(item, self.kind, self.config))
 
     async def step(self, run: ItemRun, step: int) -> None:
-        """Advance ``run`` by one step; endpoint failures mark the item failed, fatal ones raise."""
+        """Advance ``run`` by one step.
+
+        An endpoint failure, a template that fails on this row or a cleaner that fails on this
+        answer marks the item failed. What no item can get past (a 401/403/404, a broken
+        cleaner configuration) raises, and the run stops.
+        """
         try:
             variables = step_variables(self.config, run.fields, run.drafts, self.examples, step)
             messages = self.templates.render_messages(self.kind.name, step, variables)
             completion, cached = await self._complete(messages, step)
-        except FatalEndpointError:
+            text = self._clean(completion.content)
+        except (FatalEndpointError, ConfigError):
             raise
-        except (EndpointError, TemplateError) as exc:
+        except (EndpointError, TemplateError, CleanerFailed) as exc:
             run.error = f"step {step}: {exc}"
             run.stop_reason = "error"
             return
-        text = self.clean(completion.content)
         draft = Draft(
             step=step,
             text=text,
@@ -161,12 +178,20 @@ class Refiner:
             attempts=completion.attempts,
             problems=draft_problems(completion, text),
         )
-        previous = run.drafts[-1].text if run.drafts else None
+        previous = run.drafts[-1] if run.drafts else None
         run.drafts.append(draft)
-        if previous is not None and text == previous:
+        if previous is not None and _same_usable_text(previous, draft):
             run.stop_reason = "converged"
         elif step >= self.config.steps:
             run.stop_reason = "max_steps"
+
+    def _clean(self, content: str) -> str:
+        try:
+            return self.clean(content)
+        except ConfigError:
+            raise
+        except Exception as exc:  # user cleaners are user code: this answer fails, not the run
+            raise CleanerFailed(f"post-processing failed: {exc!r}") from exc
 
     async def _complete(self, messages: list[dict[str, str]], step: int) -> tuple[Completion, bool]:
         endpoint = self.config.endpoint
@@ -180,26 +205,32 @@ class Refiner:
                 "sample": 0,
             }
         )
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+        if (hit := self._cached(key)) is not None:
             self.cache_hits += 1
-            return (
-                Completion(
-                    content=str(hit.get("content") or ""),
-                    finish_reason=hit.get("finish_reason"),
-                    usage=Usage.model_validate(hit.get("usage") or {}),
-                    latency_s=0.0,
-                    attempts=0,
-                ),
-                True,
+            completion = Completion(
+                content=hit.content,
+                finish_reason=hit.finish_reason,
+                usage=hit.usage,
+                latency_s=0.0,
+                attempts=0,
             )
+            return completion, True
         completion = await self.client.complete(messages)
         if self.cache is not None:
-            self.cache.put(
-                key,
-                {
-                    "content": completion.content,
-                    "finish_reason": completion.finish_reason,
-                    "usage": completion.usage.model_dump(),
-                },
+            answer = CachedAnswer(
+                content=completion.content,
+                finish_reason=completion.finish_reason,
+                usage=completion.usage,
             )
+            self.cache.put(key, answer.model_dump())
         return completion, False
+
+    def _cached(self, key: str) -> CachedAnswer | None:
+        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served."""
+        raw = self.cache.get(key) if self.cache is not None else None
+        if raw is None:
+            return None
+        try:
+            return CachedAnswer.model_validate(raw)
+        except ValidationError:
+            return None

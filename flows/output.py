@@ -26,11 +26,18 @@ class OutputLog:
         self.path = path
         self._fd: int | None = None
         self.finished: set[str] = set()
+        self.failed: set[str] = set()
         self.repaired_bytes = 0
+        self.complete_bytes = 0  # where the last whole record ends, after repair
 
     def __enter__(self) -> OutputLog:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: cannot write the output here ({exc.strerror})"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -53,20 +60,30 @@ class OutputLog:
         self.close()
 
     def _recover(self) -> None:
-        data = self.path.read_bytes()
-        complete = data.rfind(b"\n") + 1
+        """Read the ids already written, line by line; cut a torn last line off."""
         problems = []
-        for number, raw in enumerate(data[:complete].splitlines(), start=1):
-            try:
-                record = json.loads(raw)
-                self.finished.add(str(record["id"]))
-            except (ValueError, KeyError, TypeError):
-                problems.append(FieldProblem(number, None, "not a record written by refine"))
+        complete = 0
+        with self.path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.endswith(b"\n"):
+                    break  # a torn last line: a kill mid-write
+                complete += len(raw)
+                try:
+                    record = json.loads(raw)
+                    record_id, status = str(record["id"]), record["status"]
+                except (ValueError, KeyError, TypeError):
+                    problems.append(FieldProblem(number, None, "not a record written by refine"))
+                    continue
+                self.finished.add(record_id)
+                if status == "failed":
+                    self.failed.add(record_id)
+            end = fh.tell()
         if problems:  # not our file, or damaged: refuse it without touching it
             raise InputError(self.path, problems, hint="choose another --output or repair it")
-        if complete < len(data):
+        if complete < end:
             os.truncate(self.path, complete)  # a torn last line is never read as a record
-            self.repaired_bytes = len(data) - complete
+            self.repaired_bytes = end - complete
+        self.complete_bytes = complete
 
     def append(self, trajectory: Trajectory) -> bool:
         """Write one record as a single line; False (and nothing written) if its id is done."""

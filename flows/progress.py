@@ -36,14 +36,6 @@ class OutputWatcher:
     cache_hits: int = 0
     tokens: int = 0
 
-    def skip_existing(self) -> None:
-        """Start after the records already in the file (a resumed run)."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        self.offset = data.rfind(b"\n") + 1
-
     def poll(self) -> None:
         """Count the records written since the last call; a torn tail waits for its newline."""
         try:

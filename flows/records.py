@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Draft", "Item", "StopReason", "Trajectory", "Usage"]
+__all__ = ["CachedAnswer", "Draft", "Item", "StopReason", "Trajectory", "Usage"]
 
 StopReason = Literal["max_steps", "converged", "error"]
 
@@ -36,6 +36,16 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
         )
+
+
+class CachedAnswer(BaseModel):
+    """What the request cache keeps of one answer; anything else in an entry makes it a miss."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    content: str
+    finish_reason: str | None
+    usage: Usage
 
 
 class Draft(BaseModel):

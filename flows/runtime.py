@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from flows.cache import RequestCache
 from flows.client import ChatClient
 from flows.dataset import read_items
-from flows.engine import Refiner, input_fields
-from flows.records import Item
+from flows.engine import Refiner, input_fields, step_variables
+from flows.records import Draft, Item
 from flows.settings import RunConfig, resolve_api_key
 from postprocess import default_chain_for, default_cleaners
 from prompts import (
@@ -24,7 +25,14 @@ from prompts import (
     packaged_examples,
 )
 
-__all__ = ["load_checked_items", "open_refiner", "templates_for"]
+__all__ = [
+    "check_items",
+    "cleaner_chain",
+    "examples_for",
+    "load_checked_items",
+    "open_refiner",
+    "templates_for",
+]
 
 
 def templates_for(config: RunConfig) -> tuple[TaskKind, TemplateEnvironment]:
@@ -34,27 +42,56 @@ def templates_for(config: RunConfig) -> tuple[TaskKind, TemplateEnvironment]:
     return kind, env
 
 
-def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
-    """Read ``path`` and check every row against the variables its templates use.
+def examples_for(config: RunConfig, kind: TaskKind) -> list[dict[str, Any]]:
+    """The few-shot demos: the configured file, else the task's packaged ones, else none.
 
-    Raises InputError (every bad line at once) or MissingFieldsError before any request.
+    Each demo must carry the task's required input fields and ``output``.
     """
+    path = config.examples_path or packaged_examples(kind.name)
+    return load_examples(path, required=kind.required) if path else []
+
+
+def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
+    """Read ``path`` and check it (see :func:`check_items`) before any request is sent."""
     items = read_items(path)
+    check_items(items, config, path)
+    return items
+
+
+def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
+    """Check every row against the variables its templates use, then render the first row.
+
+    Raises MissingFieldsError (every missing field of every row at once), or InputError /
+    TemplateError / ConfigError for bad demos, templates or cleaners: problems that would fail
+    every item are found here, not after the requests are paid for.
+    """
     kind, env = templates_for(config)
     rows = ((item.line, input_fields(item, kind, config)) for item in items)
     check_rows(env, kind.name, rows, set(ENGINE_VARIABLES), path)
-    return items
+    examples = examples_for(config, kind)
+    cleaner_chain(config, kind)
+    if items:
+        fields = input_fields(items[0], kind, config)
+        drafts: list[Draft] = []
+        for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
+            variables = step_variables(config, fields, drafts, examples, step)
+            env.render_messages(kind.name, step, variables)
+            drafts.append(Draft(step=step, text=f"[draft of step {step}]"))
+
+
+def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
+    """The configured post-processing chain, or the task's default one."""
+    specs = config.postprocess or default_chain_for(kind.plain_text, config.max_output_chars)
+    return default_cleaners().build_chain(specs)
 
 
 @asynccontextmanager
 async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
     """A Refiner with its client, cache, cleaners and few-shot demos; closes the client after."""
     kind, env = templates_for(config)
-    chain = config.postprocess or default_chain_for(kind.plain_text, config.max_output_chars)
-    clean = default_cleaners().build_chain(chain)
-    examples_path = config.examples_path or packaged_examples(kind.name)
-    examples = load_examples(examples_path) if examples_path else []
     cache = RequestCache(config.cache_dir) if config.use_cache else None
+    if cache is not None:
+        cache.check_writable()
     client = ChatClient(
         config.endpoint,
         config.retry,
@@ -62,6 +99,7 @@ async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
         max_in_flight=config.concurrency,
     )
     try:
-        yield Refiner(config, kind, env, client, cache, clean, examples)
+        clean = cleaner_chain(config, kind)
+        yield Refiner(config, kind, env, client, cache, clean, examples_for(config, kind))
     finally:
         await client.aclose()

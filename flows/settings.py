@@ -7,12 +7,22 @@ resolved separately by :func:`resolve_api_key` from the config file or the envir
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from refine.errors import ConfigError
@@ -33,6 +43,11 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("prefect-refine")) / "requests"
 
 
+def _expanduser(path: str | Path) -> Path:
+    # os.path's version leaves an unknown ``~user`` as written, where Path.expanduser raises.
+    return Path(os.path.expanduser(path))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,12 +64,28 @@ class EndpointConfig(_Strict):
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("extra_body")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Reject what a request body cannot carry (a TOML date, NaN) before the first call."""
+        try:
+            json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be plain JSON: {exc}") from None
+        return value
+
     def require_target(self) -> None:
         """Raise ConfigError unless both where to send requests and which model are known."""
         if not self.base_url:
-            raise ConfigError("no endpoint: pass --base-url or set OPENAI_BASE_URL")
+            raise ConfigError(
+                "no endpoint: pass --base-url, set OPENAI_BASE_URL, "
+                "or set [endpoint] base_url in the config file"
+            )
         if not self.model:
-            raise ConfigError("no model: pass --model or set REFINE_MODEL")
+            raise ConfigError(
+                "no model: pass --model, set REFINE_MODEL, "
+                "or set [endpoint] model in the config file"
+            )
 
     def sampling(self) -> dict[str, Any]:
         """The request fields that change the answer (part of every cache key)."""
@@ -108,6 +139,14 @@ class RunConfig(_Strict):
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
+    @field_validator("cache_dir", "template_dirs", "examples_path")
+    @classmethod
+    def _expand_home(cls, value: Path | list[Path] | None) -> Path | list[Path] | None:
+        """``~`` is the home folder wherever a path came from (flag, file or environment)."""
+        if isinstance(value, list):
+            return [_expanduser(path) for path in value]
+        return None if value is None else _expanduser(value)
+
 
 class EnvironmentSettings(BaseSettings):
     """The environment variables prefect-refine reads; nothing else reads ``os.environ``."""
@@ -146,12 +185,46 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+def _resolve_file_paths(values: dict[str, Any], folder: Path) -> None:
+    """Make the file's relative paths relative to its folder, not to wherever refine runs."""
+
+    def resolve(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the wrong type: validation names it
+        path = _expanduser(value)
+        return path if path.is_absolute() else folder / path
+
+    for key in ("cache_dir", "examples_path"):
+        if key in values:
+            values[key] = resolve(values[key])
+    if isinstance(values.get("template_dirs"), list):
+        values["template_dirs"] = [resolve(value) for value in values["template_dirs"]]
+
+
+def _sets(layer: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
+    """Whether ``layer`` set the value at ``loc``, or the list or table holding it."""
+    node: Any = layer
+    for part in loc:
+        if not isinstance(node, dict):
+            return True  # loc points inside a value this layer set whole
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _describe(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """The bad fields, each listed under the layer (flags, file, environment) that set it."""
+    by_source: dict[str, list[str]] = {}
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
+        loc = err["loc"]
+        source = next((name for name, layer in reversed(layers) if _sets(layer, loc)), "defaults")
+        where = ".".join(str(part) for part in loc) or "(root)"
+        by_source.setdefault(source, []).append(f"  {where}: {err['msg']}")
+    return "\n".join(
+        "\n".join([f"{source}: invalid configuration", *lines])
+        for source, lines in by_source.items()
+    )
 
 
 def build_run_config(
@@ -166,28 +239,30 @@ def build_run_config(
     """
     env = env or EnvironmentSettings()
     config_file = config_file or env.config_file
-    layered: dict[str, Any] = {"endpoint": {}}
+    from_env: dict[str, Any] = {"endpoint": {}}
     if env.base_url:
-        layered["endpoint"]["base_url"] = env.base_url
+        from_env["endpoint"]["base_url"] = env.base_url
     if env.model:
-        layered["endpoint"]["model"] = env.model
+        from_env["endpoint"]["model"] = env.model
     if env.template_dir:
-        layered["template_dirs"] = [env.template_dir]
+        from_env["template_dirs"] = [env.template_dir]
     if env.cache_dir:
-        layered["cache_dir"] = env.cache_dir
-    source = "environment"
+        from_env["cache_dir"] = env.cache_dir
+    layers = [("environment", from_env)]  # lowest precedence first
     if config_file is not None:
         from_file = _read_config_file(config_file)
         if isinstance(from_file.get("endpoint"), dict):  # not a table: validation names it
             from_file["endpoint"].pop("api_key", None)  # resolved by resolve_api_key only
-        layered = _merge(layered, from_file)
-        layered["config_file"] = config_file
-        source = str(config_file)
-    layered = _merge(layered, _drop_none(overrides or {}))
+        _resolve_file_paths(from_file, config_file.parent)
+        layers.append((str(config_file), {**from_file, "config_file": config_file}))
+    layers.append(("command line", _drop_none(overrides or {})))
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = _merge(merged, layer)
     try:
-        return RunConfig.model_validate(layered)
+        return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, layers)) from None
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -45,15 +45,17 @@ class ConfigError(RefineError):
 
 @dataclass(frozen=True)
 class FieldProblem:
-    """One problem with one row of an input file."""
+    """One problem with one row of an input file; line 0 means the whole file."""
 
     line: int
     field: str | None
     message: str
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field {self.field!r}" if self.field else "")
-        return f"{where}: {self.message}"
+        where = [f"line {self.line}"] if self.line else []
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
 class InputError(RefineError):
@@ -62,7 +64,9 @@ class InputError(RefineError):
     def __init__(self, path: Path | str, problems: Sequence[FieldProblem], hint: str = "") -> None:
         self.path = Path(path)
         self.problems = list(problems)
-        shown = "\n".join(f"  {self.path}:{p}" for p in self.problems[:50])
+        shown = "\n".join(
+            f"  {self.path}:{p}" if p.line else f"  {self.path}: {p}" for p in self.problems[:50]
+        )
         more = len(self.problems) - 50
         if more > 0:
             shown += f"\n  ... and {more} more"

@@ -11,7 +11,13 @@ import pytest
 
 from flows.batch import refine_batch, refine_one
 from flows.settings import EndpointConfig, RetryConfig, RunConfig
-from refine.errors import FatalEndpointError, MissingFieldsError
+from refine.errors import (
+    ConfigError,
+    FatalEndpointError,
+    InputError,
+    MissingFieldsError,
+    TemplateError,
+)
 from tests.fake_openai import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -145,6 +151,17 @@ async def test_a_failed_item_never_fails_the_batch(
     bakery = [e for e in fake_server.chat_requests() if "bakery" in json.dumps(e.body)]
     assert len(bakery) == 1  # a 400 is tried once
     assert records["a"]["status"] == "ok" and len(records["a"]["drafts"]) == 3
+
+
+async def test_a_failure_after_a_good_draft_keeps_that_draft_as_output(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script([Reply(content="Rye bread now."), Reply(status=400)], match="bakery")
+    out = tmp_path / "out.jsonl"
+    await refine_batch(dataset, out, make_config(fake_server, tmp_path))
+    record = next(r for r in read_records(out) if r["id"] == "c")
+    assert record["status"] == "failed" and record["error"].startswith("step 2:")
+    assert record["output"] == "Rye bread now." and len(record["drafts"]) == 1
 
 
 async def test_401_stops_the_run_once(
@@ -325,3 +342,92 @@ async def test_csv_input_and_configured_language_defaults(
     # an empty CSV cell takes the configured default, like a missing one
     assert "Spanish" in spanish[0]
     assert not any("Die Bibliothek" in p or "Traiga" in p for p in prompts)
+
+
+async def test_two_empty_answers_in_a_row_are_not_convergence(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script(
+        [Reply(content=""), Reply(content=""), Reply(content="Fine.")], match="Elm Road"
+    )
+    out = tmp_path / "out.jsonl"
+    await refine_batch(dataset, out, make_config(fake_server, tmp_path))
+    record = next(r for r in read_records(out) if r["id"] == "a")
+    assert record["stop_reason"] == "max_steps" and record["output"] == "Fine."
+
+
+async def test_a_damaged_cache_entry_is_a_miss_never_an_answer(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    config = make_config(fake_server, tmp_path)
+    await refine_batch(dataset, tmp_path / "first.jsonl", config)
+    for entry in (tmp_path / "cache").rglob("*.json"):
+        data = json.loads(entry.read_text())
+        data["answer"]["usage"]["prompt_tokens"] = "lots"  # right key and format, wrong shape
+        data["answer"]["content"] = 42
+        entry.write_text(json.dumps(data))
+    summary = await refine_batch(dataset, tmp_path / "second.jsonl", config)
+    assert summary.cache_hits == 0 and summary.ok == 3
+    assert len(fake_server.chat_requests()) == 18
+    assert read_records(tmp_path / "second.jsonl")[0]["drafts"][0]["text"].startswith("draft-")
+
+
+def explode_on_bakery(text: str) -> str:
+    """A user cleaner that fails on one answer."""
+    if "bakery" in text:
+        raise ValueError("cannot clean this one")
+    return text.strip()
+
+
+def return_a_number(text: str) -> int:
+    """A user cleaner that breaks the contract on every answer."""
+    return len(text)
+
+
+async def test_a_cleaner_failing_on_one_answer_fails_that_item_only(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    fake_server.script([Reply(content="The bakery bakes rye.")], match="bakery")
+    config = make_config(fake_server, tmp_path, postprocess=[f"{__name__}:explode_on_bakery"])
+    out = tmp_path / "out.jsonl"
+    summary = await refine_batch(dataset, out, config)
+    records = {r["id"]: r for r in read_records(out)}
+    assert summary.ok == 2 and records["c"]["status"] == "failed"
+    assert (
+        "post-processing failed" in records["c"]["error"]
+        and "cannot clean" in records["c"]["error"]
+    )
+
+
+async def test_a_cleaner_that_breaks_its_contract_stops_the_run(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    config = make_config(fake_server, tmp_path, postprocess=[f"{__name__}:return_a_number"])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ConfigError, match="must return str"):
+        await refine_batch(dataset, out, config)
+    assert out.read_text() == ""  # nothing recorded: a fixed config reruns every item
+    assert len(fake_server.chat_requests()) <= 3  # the first step's requests, no more
+
+
+async def test_bad_demos_and_templates_are_found_before_any_request(
+    fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
+) -> None:
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text('{"output": "a summary without its text"}\n')
+    config = make_config(fake_server, tmp_path, examples_path=demos)
+    with pytest.raises(InputError, match="line 1, field 'text'"):
+        await refine_batch(dataset, tmp_path / "out.jsonl", config)
+    broken = tmp_path / "templates" / "summarize"
+    broken.mkdir(parents=True)
+    (broken / "refine.j2").write_text("{{ text }} {{ drafts[0].upper().nope() }}")
+    config = make_config(fake_server, tmp_path, template_dirs=[tmp_path / "templates"])
+    with pytest.raises(TemplateError, match="refine.j2"):
+        await refine_batch(dataset, tmp_path / "out2.jsonl", config)
+    assert fake_server.chat_requests() == []
+
+
+async def test_refine_one_checks_its_fields_first(fake_server: FakeOpenAI, tmp_path: Path) -> None:
+    with pytest.raises(MissingFieldsError, match="'text'"):
+        await refine_one({"body": "no text field"}, make_config(fake_server, tmp_path))
+    assert fake_server.chat_requests() == []

@@ -101,12 +101,15 @@ def test_401_stops_the_run_with_one_clear_message(
     assert len(fake_server.chat_requests()) <= 4  # at most the requests already in flight
 
 
-def test_templates_commands_call_nothing(prefect_server: PrefectServer, tmp_path: Path) -> None:
-    env = cli_env(prefect_server, tmp_path)
+def test_templates_commands_call_nothing(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    env = cli_env(prefect_server, tmp_path, OPENAI_BASE_URL=fake_server.base_url)
     listed = run_refine(["templates", "list"], env)
     assert listed.returncode == 0 and "summarize/refine.j2" in listed.stdout
     shown = run_refine(["templates", "show", "qa/initial.j2"], env)
-    assert shown.returncode == 0 and "{%" in shown.stdout + shown.stderr or "{{" in shown.stdout
+    assert shown.returncode == 0 and '{% include "qa/input.j2" %}' in shown.stdout
+    assert "prompts/qa/initial.j2" in shown.stderr
     data = write_dataset(tmp_path / "data.jsonl", 3)
     rendered = run_refine(
         ["templates", "render", "summarize", "--input", str(data), "--line", "2", "--step", "2"],
@@ -119,6 +122,80 @@ def test_templates_commands_call_nothing(prefect_server: PrefectServer, tmp_path
         ["templates", "render", "summarize", "--input", str(data), "--line", "9"], env
     )
     assert missing.returncode == 2 and "line 9" in missing.stderr
+    bad_step = run_refine(
+        ["templates", "render", "summarize", "--input", str(data), "--step", "0"], env
+    )
+    assert bad_step.returncode == 2 and "Traceback" not in bad_step.stderr
+    assert fake_server.chat_requests() == []
+
+
+def test_a_rerun_over_failed_records_still_exits_1_and_asks_nothing(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    fake_server.script([Reply(status=400, content="context overflow")], match="site 1 ")
+    data = write_dataset(tmp_path / "data.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(data), "--task", "summarize", "--steps", "1", "-o", str(out)]
+    args += ["--base-url", fake_server.base_url]
+    env = cli_env(prefect_server, tmp_path, REFINE_MODEL="m")
+    assert run_refine(args, env).returncode == 1
+    sent = len(fake_server.chat_requests())
+    again = run_refine(args, env)
+    assert again.returncode == 1 and "+1 in earlier runs" in again.stdout
+    assert len(fake_server.chat_requests()) == sent and len(read_records(out)) == 2
+
+
+def test_no_cache_flag_sends_every_request_again(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "data.jsonl", 2)
+    env = cli_env(prefect_server, tmp_path)
+    base = ["run", str(data), "--task", "summarize", "--steps", "2"]
+    base += ["--base-url", fake_server.base_url, "--model", "m"]
+    assert run_refine([*base, "-o", str(tmp_path / "a.jsonl")], env).returncode == 0
+    assert run_refine([*base, "-o", str(tmp_path / "b.jsonl")], env).returncode == 0
+    assert len(fake_server.chat_requests()) == 4  # the second run came from the cache
+    assert run_refine([*base, "-o", str(tmp_path / "c.jsonl"), "--no-cache"], env).returncode == 0
+    assert len(fake_server.chat_requests()) == 8
+
+
+def test_unusable_paths_exit_2_before_any_request(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "data.jsonl", 2)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    env = cli_env(prefect_server, tmp_path)
+    base = ["run", str(data), "--task", "summarize", "--base-url", fake_server.base_url]
+    base += ["--model", "m"]
+    cache = run_refine([*base, "-o", str(tmp_path / "o.jsonl"), "--cache-dir", str(a_file)], env)
+    assert cache.returncode == 2 and "not writable" in cache.stderr and str(a_file) in cache.stderr
+    folder = run_refine([*base, "-o", str(tmp_path)], env)
+    assert folder.returncode == 2 and "cannot write the output" in folder.stderr
+    no_model = run_refine(
+        ["run", str(data), "--task", "summarize", "--base-url", fake_server.base_url], env
+    )
+    assert no_model.returncode == 2 and "[endpoint] model" in no_model.stderr
+    for result in (cache, folder, no_model):
+        assert "Traceback" not in result.stderr
+    assert fake_server.chat_requests() == []
+
+
+def test_ephemeral_prefect_needs_no_server(fake_server: FakeOpenAI, tmp_path: Path) -> None:
+    """The README's first command: no PREFECT_API_URL, Prefect starts a temporary server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        REFINE_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    data = write_dataset(tmp_path / "data.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(data), "--task", "summarize", "--steps", "2", "-o", str(out)]
+    result = run_refine([*args, "--base-url", fake_server.base_url, "--model", "m"], env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(read_records(out)) == 3 and len(fake_server.chat_requests()) == 6
+    assert "Traceback" not in result.stderr
 
 
 def test_resume_after_sigkill_writes_each_item_once_and_resends_only_in_flight(

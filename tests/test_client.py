@@ -382,3 +382,19 @@ def test_retry_after_seconds(headers: dict[str, str], expected: float | None) ->
 def test_retry_after_needs_a_status_error() -> None:
     assert retry_after_seconds(None) is None
     assert retry_after_seconds(ValueError("x")) is None
+
+
+async def test_a_key_echoed_by_the_server_never_reaches_the_error(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    echoed = "Incorrect API key provided: sk-test-secret. Other token: sk-proj-abcdef123456"
+    fake_server.script([Reply(status=401, content=echoed), Reply(status=400, content=echoed)])
+    client = make_client()
+    with pytest.raises(FatalEndpointError) as fatal:
+        await client.complete(MESSAGES)
+    assert "sk-test-secret" not in str(fatal.value) and "abcdef123456" not in str(fatal.value)
+    assert "Incorrect API key provided: ***" in str(fatal.value)
+    other = make_client()
+    with pytest.raises(EndpointError) as bad:
+        await other.complete(MESSAGES)
+    assert "sk-test-secret" not in str(bad.value) and "sk-***" in str(bad.value)

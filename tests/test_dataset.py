@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from flows.dataset import read_items
 from flows.records import Item
-from refine.errors import InputError
+from refine.errors import FieldProblem, InputError
 
 
 def _write(tmp_path: Path, name: str, data: str | bytes) -> Path:
@@ -151,6 +152,35 @@ def test_every_bad_csv_row_is_listed_at_once(tmp_path: Path) -> None:
     assert f"{path}:line 3: more values" in str(info.value)
 
 
+def test_csv_line_is_where_a_multiline_record_starts(tmp_path: Path) -> None:
+    # Line 1 header, 2-3 record a, 4 blank, 5 record b.
+    items = read_items(_write(tmp_path, "data.csv", 'id,text\na,"two\nlines"\n\nb,fine\n'))
+    assert [(i.id, i.line, i.fields) for i in items] == [
+        ("a", 2, {"text": "two\nlines"}),
+        ("b", 5, {"text": "fine"}),
+    ]
+
+
+def test_csv_problems_name_the_first_line_of_their_record(tmp_path: Path) -> None:
+    # Line 1 header, 2-3 record a (too many values), 4-5 record b, 6 record b again.
+    text = 'id,text\na,"x\ny",extra\nb,"p\nq"\nb,again\n'
+    with pytest.raises(InputError) as info:
+        read_items(_write(tmp_path, "data.csv", text))
+    assert _problems(info.value) == [
+        (2, None, "more values than header columns"),
+        (6, "id", "duplicate id 'b' (first on line 4)"),
+    ]
+
+
+def test_unreadable_csv_record_is_named_by_its_first_line(tmp_path: Path) -> None:
+    too_long = "z" * (csv.field_size_limit() + 1)
+    text = f'id,text\na,fine\nb,"starts here\n{too_long}"\n'
+    with pytest.raises(InputError) as info:
+        read_items(_write(tmp_path, "data.csv", text))
+    [(line, _, message)] = _problems(info.value)
+    assert line == 3 and message.startswith("bad CSV: field larger than field limit")
+
+
 def test_csv_non_utf8_lines_are_all_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "data.csv", b"id,text\na,caf\xe9\nb,fine\nc,na\xefve\xff\n")
     with pytest.raises(InputError) as info:
@@ -183,6 +213,22 @@ def test_unknown_suffix_is_an_error(tmp_path: Path) -> None:
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.jsonl"
-    with pytest.raises(InputError, match="file not found") as info:
+    with pytest.raises(InputError) as info:
         read_items(path)
     assert info.value.path == path
+    assert str(info.value) == f"{path}: 1 problem(s) in the input\n  {path}: file not found"
+
+
+@pytest.mark.parametrize(
+    ("problem", "text"),
+    [
+        (FieldProblem(0, None, "file not found"), "file not found"),
+        (FieldProblem(0, "id", "bad"), "field 'id': bad"),
+        (FieldProblem(3, None, "bad"), "line 3: bad"),
+        (FieldProblem(3, "id", "bad"), "line 3, field 'id': bad"),
+    ],
+)
+def test_field_problem_names_a_line_only_when_there_is_one(
+    problem: FieldProblem, text: str
+) -> None:
+    assert str(problem) == text

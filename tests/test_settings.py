@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.settings import (
+    EndpointConfig,
     EnvironmentSettings,
     RetryConfig,
     RunConfig,
@@ -218,3 +219,140 @@ def test_api_key_never_reaches_the_run_config(
     assert "sk-env-secret" not in repr(env) and "sk-env-secret" not in str(env.model_dump())
     key = resolve_api_key(path, env=env)
     assert key is not None and key.get_secret_value() == "sk-file-secret"
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+
+def test_tilde_is_expanded_wherever_a_path_comes_from(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REFINE_CACHE_DIR", "~/env-cache")
+    monkeypatch.setenv("REFINE_TEMPLATE_DIR", "~/env-templates")
+    from_env = build_run_config(env=EnvironmentSettings())
+    assert from_env.cache_dir == home / "env-cache"
+    assert from_env.template_dirs == [home / "env-templates"]
+
+    path = _toml(
+        tmp_path,
+        'cache_dir = "~/file-cache"\ntemplate_dirs = ["~/file-templates"]\n'
+        'examples_path = "~/file-examples.jsonl"\n',
+    )
+    from_file = build_run_config(config_file=path, env=EnvironmentSettings())
+    assert from_file.cache_dir == home / "file-cache"
+    assert from_file.template_dirs == [home / "file-templates"]
+    assert from_file.examples_path == home / "file-examples.jsonl"
+
+    overrides = {
+        "cache_dir": Path("~/cli-cache"),
+        "template_dirs": [Path("~/cli-templates")],
+        "examples_path": Path("~/cli-examples.jsonl"),
+    }
+    from_cli = build_run_config(overrides, env=EnvironmentSettings())
+    assert from_cli.cache_dir == home / "cli-cache"
+    assert from_cli.template_dirs == [home / "cli-templates"]
+    assert from_cli.examples_path == home / "cli-examples.jsonl"
+
+
+def test_relative_paths_in_the_file_are_relative_to_its_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    absolute = tmp_path / "abs-templates"
+    path = _toml(
+        folder,
+        f'cache_dir = "cache"\ntemplate_dirs = ["templates", "{absolute.as_posix()}"]\n'
+        'examples_path = "../examples.jsonl"\n',
+    )
+
+    config = build_run_config(config_file=path, env=EnvironmentSettings())
+
+    assert config.cache_dir == folder / "cache"
+    assert config.template_dirs == [folder / "templates", absolute]
+    assert config.examples_path == folder / "../examples.jsonl"
+
+
+def test_relative_paths_from_flags_and_environment_stay_relative(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REFINE_CACHE_DIR", "env-cache")
+    path = _toml(tmp_path, 'task = "generic"\n')
+    overrides = {"template_dirs": [Path("cli-templates")], "examples_path": Path("ex.jsonl")}
+
+    config = build_run_config(overrides, config_file=path, env=EnvironmentSettings())
+
+    assert config.cache_dir == Path("env-cache")
+    assert config.template_dirs == [Path("cli-templates")]
+    assert config.examples_path == Path("ex.jsonl")
+
+
+# -- which layer an error came from ----------------------------------------------------------
+
+
+def _sections(message: str) -> dict[str, list[str]]:
+    """The fields listed under each ``<layer>: invalid configuration`` heading."""
+    sections: dict[str, list[str]] = {}
+    fields: list[str] = []
+    for line in message.splitlines():
+        if line.startswith("  "):
+            fields.append(line.strip().split(":")[0])
+        else:
+            fields = sections.setdefault(line.removesuffix(": invalid configuration"), [])
+    return sections
+
+
+def test_bad_flag_without_a_config_file_names_the_command_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_run_config({"steps": 0}, env=EnvironmentSettings())
+    assert _sections(str(info.value)) == {"command line": ["steps"]}
+
+
+def test_each_bad_field_names_the_layer_that_set_it(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "steps = 0\nchunk_size = 0\n[endpoint]\ntemperature = 9\n")
+    overrides = {"concurrency": 0, "chunk_size": 5, "endpoint": {"model": "m", "top_p": 2}}
+
+    with pytest.raises(ConfigError) as info:
+        build_run_config(overrides, config_file=path, env=EnvironmentSettings())
+
+    assert _sections(str(info.value)) == {
+        str(path): ["steps", "endpoint.temperature"],  # chunk_size was fixed by the flag
+        "command line": ["concurrency", "endpoint.top_p"],
+    }
+
+
+# -- the endpoint ----------------------------------------------------------------------------
+
+
+def test_extra_body_must_be_json(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[endpoint.extra_body]\nwhen = 1979-05-27T07:32:00Z\n")
+    with pytest.raises(ConfigError) as info:
+        build_run_config(config_file=path, env=EnvironmentSettings())
+    message = str(info.value)
+    assert str(path) in message
+    assert "  endpoint.extra_body: " in message and "not JSON serializable" in message
+
+
+def test_extra_body_that_is_json_is_kept(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[endpoint.extra_body.chat_template_kwargs]\nenable_thinking = false\n")
+    config = build_run_config(config_file=path, env=EnvironmentSettings())
+    assert config.endpoint.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
+
+
+def test_require_target_names_every_way_to_set_it() -> None:
+    with pytest.raises(ConfigError) as no_url:
+        EndpointConfig(model="m").require_target()
+    assert str(no_url.value) == (
+        "no endpoint: pass --base-url, set OPENAI_BASE_URL, "
+        "or set [endpoint] base_url in the config file"
+    )
+    with pytest.raises(ConfigError) as no_model:
+        EndpointConfig(base_url="http://localhost:1/v1").require_target()
+    assert str(no_model.value) == (
+        "no model: pass --model, set REFINE_MODEL, or set [endpoint] model in the config file"
+    )
