@@ -283,7 +283,12 @@ async def test_the_api_key_reaches_the_server_and_nowhere_else(
     fake_server: FakeOpenAI, tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     canary = "sk-canary-7f3a9c"
     monkeypatch.setenv("OPENAI_API_KEY", canary)
@@ -298,6 +303,16 @@ async def test_the_api_key_reaches_the_server_and_nowhere_else(
         logs = await client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
         )
+        task_runs: list[Any] = []
+        for _ in range(100):  # task runs are recorded from events, a moment later
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(task_runs) == 3:
+                break
+            await asyncio.sleep(0.2)
+    assert len(task_runs) == 3  # one chunk, three steps
+    assert canary not in json.dumps([run.model_dump(mode="json") for run in task_runs])
     assert "endpoint" in json.dumps(flow_run.parameters, default=str)
     assert canary not in json.dumps(flow_run.parameters, default=str)
     assert canary not in json.dumps([log.message for log in logs])
