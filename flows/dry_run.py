@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.engine import input_fields, step_variables
-from flows.records import Draft
-from flows.runtime import examples_for, load_checked_items, templates_for
+from flows.runtime import (
+    examples_for,
+    load_checked_items,
+    render_placeholder_step,
+    templates_for,
+)
 from flows.settings import RunConfig
 from refine.errors import FieldProblem, InputError
 
@@ -23,7 +26,4 @@ def render_row(config: RunConfig, path: Path, line: int, step: int) -> list[dict
     steps = max(config.steps, step)
     config = config.model_copy(update={"steps": steps})
     kind, env = templates_for(config)
-    examples = examples_for(config, kind)
-    drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, step)]
-    variables = step_variables(config, input_fields(item, kind, config), drafts, examples, step)
-    return env.render_messages(kind.name, step, variables)
+    return render_placeholder_step(config, kind, env, examples_for(config, kind), item, step)

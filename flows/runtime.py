@@ -31,6 +31,7 @@ __all__ = [
     "examples_for",
     "load_checked_items",
     "open_refiner",
+    "render_placeholder_step",
     "templates_for",
 ]
 
@@ -71,12 +72,22 @@ def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
     examples = examples_for(config, kind)
     cleaner_chain(config, kind)
     if items:
-        fields = input_fields(items[0], kind, config)
-        drafts: list[Draft] = []
         for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
-            variables = step_variables(config, fields, drafts, examples, step)
-            env.render_messages(kind.name, step, variables)
-            drafts.append(Draft(step=step, text=f"[draft of step {step}]"))
+            render_placeholder_step(config, kind, env, examples, items[0], step)
+
+
+def render_placeholder_step(
+    config: RunConfig,
+    kind: TaskKind,
+    env: TemplateEnvironment,
+    examples: list[dict[str, Any]],
+    item: Item,
+    step: int,
+) -> list[dict[str, str]]:
+    """The messages ``step`` would send for ``item``, earlier drafts shown as placeholders."""
+    drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, step)]
+    variables = step_variables(config, input_fields(item, kind, config), drafts, examples, step)
+    return env.render_messages(kind.name, step, variables)
 
 
 def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
