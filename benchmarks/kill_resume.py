@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from tests.cli_helpers import REFINE, cli_env, fake_server_process, read_records, run_refine
+from tests.cli_helpers import (
+    REFINE,
+    cli_env,
+    fake_server_process,
+    kill_when_written,
+    read_records,
+    run_refine,
+)
 from tests.fake_openai import FakeOpenAIControl
 from tests.prefect_server import PrefectServer
 
@@ -44,19 +48,7 @@ def main(args: argparse.Namespace) -> None:
             command = [REFINE, "run", str(data), "--task", "summarize", "--steps", str(args.steps)]
             command += ["-o", str(out), "--base-url", url, "--model", "m"]
             command += ["--concurrency", str(args.concurrency)]
-            proc = subprocess.Popen(
-                command,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            while not (out.exists() and out.read_bytes().count(b"\n") >= args.items // 2):
-                if proc.poll() is not None:
-                    raise SystemExit("the run ended before it could be killed")
-                time.sleep(0.02)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_when_written(command, env, out, records=args.items // 2)
             before = out.read_bytes().count(b"\n")
             sent_before = len(control.chat_requests())
             started = time.perf_counter()

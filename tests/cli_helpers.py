@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,3 +63,32 @@ def fake_server_process(*args: str) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def kill_when_written(
+    command: list[str], env: dict[str, str], output: Path, records: int, timeout: float = 120
+) -> float:
+    """Start ``command``, SIGKILL its whole process group once ``output`` holds ``records``
+    lines, and return the ``time.monotonic()`` of the kill (the fake server logs on that clock).
+
+    Raises RuntimeError if the run ends, or the records don't come, before the kill.
+    """
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not (output.exists() and output.read_bytes().count(b"\n") >= records):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the run ended (or stalled) before it could be killed")
+            time.sleep(0.02)
+        killed_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return killed_at

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from tests.cli_helpers import (
     REFINE,
     cli_env,
     fake_server_process,
+    kill_when_written,
     read_records,
     run_refine,
 )
@@ -217,22 +215,7 @@ def test_resume_after_sigkill_writes_each_item_once_and_resends_only_in_flight(
             "--chunk-size",
             "10",
         ]
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists() and out.read_bytes().count(b"\n") >= 100:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed halfway"
-        killed_at = time.monotonic()  # the server logs on the same monotonic clock
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        killed_at = kill_when_written(args, env, out, records=100)
         written_before = out.read_bytes().count(b"\n")
         assert 100 <= written_before < 200
 
