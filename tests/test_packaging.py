@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["flows", "prompts", "postprocess", "refine"]
+API_PACKAGES = ["prompts", "postprocess"]  # flows and refine re-export nothing
 
 
 def test_wheel_ships_every_packaged_template(tmp_path: Path) -> None:
@@ -45,12 +45,15 @@ def test_wheel_ships_every_packaged_template(tmp_path: Path) -> None:
     assert "refine = flows.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", API_PACKAGES)
 def test_public_names_are_what_all_says(package: str) -> None:
     module = importlib.import_module(package)
-    exported = getattr(module, "__all__", [])
+    exported = module.__all__
+    assert exported, f"{package} exports nothing"
     for name in exported:
         assert hasattr(module, name), f"{package}.__all__ names missing {name!r}"
+    public = {n for n, v in vars(module).items() if not n.startswith("_") and callable(v)}
+    assert public <= set(exported), f"{package} exposes names outside __all__"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +70,13 @@ def test_public_names_are_what_all_says(package: str) -> None:
         "flows.runtime",
         "flows.batch",
         "flows.cli",
+        "flows.cli_guard",
+        "flows.cli_templates",
+        "flows.dry_run",
+        "flows.lifecycle",
+        "flows.progress",
         "refine.errors",
+        "refine.jsonl",
     ],
 )
 def test_module_all_lists_only_real_public_names(module: str) -> None:
