@@ -15,7 +15,11 @@ __all__ = ["CleanerChain", "default_chain_for"]
 
 @dataclass(frozen=True)
 class CleanerChain:
-    """Cleaners applied in order; itself a :data:`Cleaner`."""
+    """Cleaners applied in order; itself a :data:`Cleaner`.
+
+    A filter's :class:`~postprocess.filters.DraftRejected` passes through untouched: rejecting
+    a draft is an outcome the engine records for the step, not a broken cleaner.
+    """
 
     specs: tuple[str, ...]
     cleaners: tuple[Cleaner, ...]
