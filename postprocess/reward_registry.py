@@ -1,0 +1,149 @@
+"""Name rewards in configuration: a registry of factories and a builder for reward specs.
+
+A spec is a registered name (``"rouge_l"``), a mapping holding the name and the factory's
+parameters (``{"name": "chrf", "word_order": 2}``), or ``"package.module:function"`` naming a
+user reward to import (it is the reward itself, so it takes no parameters). Every spec is
+resolved when the configuration is read, so a typo fails before the first model call.
+
+The registry is an object built fresh by :func:`default_rewards` for each run, never a mutated
+module global. Rewards that need more than a row and a draft are registered on it by their
+owners: the LLM judge (which renders the ``judge`` template and calls
+:func:`~postprocess.rewards.parse_judge_score`) and the codegen test pass rate (which runs the
+sandbox) are added with :meth:`RewardRegistry.register`, a factory closing over the client or
+the sandbox.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from postprocess.rewards import (
+    Reward,
+    RewardDraft,
+    RewardUnavailable,
+    bleu,
+    chrf,
+    exact_match,
+    loglik,
+    rouge_l,
+    token_f1,
+)
+from postprocess.specs import (
+    FactoryRegistry,
+    check_params,
+    import_reference,
+    is_reference,
+    split_spec,
+)
+from refine.errors import ConfigError
+
+__all__ = [
+    "NamedReward",
+    "RewardFactory",
+    "RewardRegistry",
+    "RewardSpec",
+    "build_rewards",
+    "default_rewards",
+]
+
+RewardFactory = Callable[..., Reward]
+"""Builds a reward from a spec's parameters, passed as keywords (none for a bare name)."""
+
+RewardSpec = str | Mapping[str, Any]
+"""``"name"``, ``"package.module:function"`` or ``{"name": "name", **parameters}``."""
+
+
+@dataclass(frozen=True)
+class NamedReward:
+    """A reward with the spec that configured it; called like the reward it wraps.
+
+    Calling it names the reward in :class:`~postprocess.rewards.RewardUnavailable` and checks
+    that a user reward kept the contract of returning a finite number.
+    """
+
+    name: str
+    reward: Reward
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name with its parameters, e.g. ``chrf(word_order=2)``: unique within a run."""
+        if not self.params:
+            return self.name
+        shown = ", ".join(f"{key}={value!r}" for key, value in sorted(self.params.items()))
+        return f"{self.name}({shown})"
+
+    def __call__(self, item: Mapping[str, Any], draft: RewardDraft) -> float:
+        try:
+            value = self.reward(item, draft)
+        except RewardUnavailable as exc:
+            if exc.reward is not None:
+                raise
+            raise RewardUnavailable(exc.reason, reward=self.label) from None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            raise ConfigError(
+                f"reward {self.label!r} returned {value!r}, but rewards must return a finite number"
+            )
+        return float(value)
+
+
+class RewardRegistry(FactoryRegistry[RewardFactory]):
+    """Maps reward names to factories and turns specs into :class:`NamedReward` objects."""
+
+    kind = "reward"
+
+    def resolve(self, spec: RewardSpec) -> NamedReward:
+        """The reward a spec names; unknown names fail with the list of known ones."""
+        name, params = split_spec(spec, self.kind)
+        if name in self:
+            factory = self._factories[name]
+            check_params(f"reward {name!r}", params, factory)
+            return NamedReward(name, factory(**params), params)
+        if not is_reference(name):
+            raise self.unknown(name)
+        if params:
+            raise ConfigError(
+                f"reward {name!r} is a user reward and takes no parameters, got "
+                f"{', '.join(sorted(params))}; register a factory to configure one"
+            )
+        target = import_reference(name, f"reward {name!r}")
+        if not callable(target):
+            kind = type(target).__name__
+            raise ConfigError(f"reward {name!r} names a value of type {kind}, not a function")
+        return NamedReward(name, target)  # type: ignore[arg-type]
+
+    def build(self, specs: Sequence[RewardSpec]) -> list[NamedReward]:
+        """Resolve every spec up front; the same reward listed twice is a mistake, not a weight."""
+        if isinstance(specs, str | Mapping):
+            raise ConfigError(f"rewards must be a list of specs, got {specs!r}")
+        rewards = [self.resolve(spec) for spec in specs]
+        labels = [reward.label for reward in rewards]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ConfigError(f"rewards listed more than once: {', '.join(repeated)}")
+        return rewards
+
+
+def default_rewards() -> RewardRegistry:
+    """A fresh registry holding the built-in rewards."""
+    return RewardRegistry(
+        {
+            "loglik": lambda: loglik,
+            "rouge_l": rouge_l,
+            "bleu": bleu,
+            "chrf": chrf,
+            "exact_match": lambda: exact_match,
+            "token_f1": lambda: token_f1,
+        }
+    )
+
+
+def build_rewards(
+    specs: Sequence[RewardSpec], registry: RewardRegistry | None = None
+) -> list[NamedReward]:
+    """Build rewards from specs, using the built-in rewards unless a registry is given."""
+    return (registry or default_rewards()).build(specs)
