@@ -1,14 +1,40 @@
 """Code the validator tests name by import path (``tests.validator_helpers:...``), as a user's
-configuration would: a pydantic model, user validators good and broken."""
+configuration would (a pydantic model, user validators good and broken), and the tests' helpers
+that build a validator from its spec."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel, Field
 
+from postprocess.validator_registry import NamedValidator, ValidatorSpec, build_validators
 from postprocess.validators import ValidationResult
+from refine.errors import ConfigError
+
+HELPERS = "tests.validator_helpers"
+"""This module's import path, as configurations name the code in it."""
+
+
+def one(spec: ValidatorSpec, base_dir: Path | None = None) -> NamedValidator:
+    """Build a single validator from its spec, as a configuration would."""
+    (validator,) = build_validators([spec], base_dir=base_dir)
+    return validator
+
+
+def problems(spec: ValidatorSpec, draft: str, row: Mapping[str, Any] | None = None) -> list[str]:
+    """The problems the validator a spec names finds in a draft."""
+    return list(one(spec)(draft, row or {}).problems)
+
+
+def config_error(spec: ValidatorSpec, base_dir: Path | None = None) -> str:
+    """The message of the ConfigError that building the spec raises."""
+    with pytest.raises(ConfigError) as caught:
+        one(spec, base_dir)
+    return str(caught.value)
 
 
 class Item(BaseModel):
