@@ -140,11 +140,21 @@ def test_default_registries_are_fresh_copies() -> None:
     copied.register("other", lambda: strip)
     assert "other" not in mine
     assert default_cleaners().names() == [
+        "drop_lines",
         "extract_code_block",
+        "extract_json",
         "normalize_whitespace",
+        "reject_empty",
+        "reject_if",
+        "reject_longer",
+        "reject_unless",
         "strip",
+        "strip_chatter",
         "strip_code_fences",
+        "strip_think",
         "truncate_chars",
+        "truncate_sentences",
+        "truncate_tokens",
     ]
 
 
