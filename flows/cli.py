@@ -16,11 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.cli_guard import run_guarded
+from flows.cli_model import serve_model
 from flows.cli_templates import templates_app
 from flows.settings import build_run_config
 
 if TYPE_CHECKING:
     from flows.batch import BatchSummary
+    from flows.records import Item
+    from flows.settings import RunConfig
 
 __all__ = ["app"]
 
@@ -30,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(templates_app, name="templates")
+app.command("serve-model")(serve_model)
 
 
 @app.command()
@@ -86,14 +90,28 @@ def _run(
     input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
 ) -> BatchSummary:
     # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
-    from flows.batch import refine_batch
-    from flows.output import OutputLog
-    from flows.progress import OutputWatcher, RunProgress
+    from flows.local_endpoint import endpoint_for_run
     from flows.runtime import load_checked_items
 
     config = build_run_config(overrides, config_file)  # flags over file over environment
-    config.endpoint.require_target()
-    items = load_checked_items(input_path, config)  # fail fast, before Prefect starts
+    items = load_checked_items(input_path, config)  # fail fast, before the model or Prefect
+    with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
+        if not config.endpoint.send_api_key:
+            Console(stderr=True).print(
+                f"no endpoint configured: serving the local model {config.endpoint.model} "
+                f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
+                highlight=False,
+            )
+        return _run_batch(input_path, output, config, items, quiet)
+
+
+def _run_batch(
+    input_path: Path, output: Path, config: RunConfig, items: list[Item], quiet: bool
+) -> BatchSummary:
+    from flows.batch import refine_batch
+    from flows.output import OutputLog
+    from flows.progress import OutputWatcher, RunProgress
+
     with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
         remaining = sum(item.id not in out.finished for item in items)
         watcher = OutputWatcher(output, offset=out.complete_bytes)

@@ -106,7 +106,7 @@ async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
     client = ChatClient(
         config.endpoint,
         config.retry,
-        resolve_api_key(config.config_file),
+        resolve_api_key(config.config_file) if config.endpoint.send_api_key else None,
         max_in_flight=config.concurrency,
     )
     try:

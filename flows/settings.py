@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.local_model import LocalModelConfig
 from refine.errors import ConfigError
 
 __all__ = [
@@ -63,6 +64,9 @@ class EndpointConfig(_Strict):
     seed: int | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    send_api_key: bool = Field(
+        default=True, description="False for the embedded local model: no key leaves the process"
+    )
 
     @field_validator("extra_body")
     @classmethod
@@ -137,6 +141,7 @@ class RunConfig(_Strict):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     config_file: Path | None = None
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    local_model: LocalModelConfig = Field(default_factory=LocalModelConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @field_validator("cache_dir", "template_dirs", "examples_path")
@@ -199,6 +204,9 @@ def _resolve_file_paths(values: dict[str, Any], folder: Path) -> None:
             values[key] = resolve(values[key])
     if isinstance(values.get("template_dirs"), list):
         values["template_dirs"] = [resolve(value) for value in values["template_dirs"]]
+    local = values.get("local_model")
+    if isinstance(local, dict) and "model_path" in local:
+        local["model_path"] = resolve(local["model_path"])
 
 
 def _sets(layer: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
