@@ -1,0 +1,103 @@
+"""Throughput of the embedded local model at 1 and at N parallel slots.
+
+Starts the model the way ``refine run`` does (``refine serve-model`` on a free loopback port)
+once per slot count, sends the same requests through the openai SDK with two requests in flight
+per slot, and prints requests/s and tokens/s. Slot counts alternate over ``--repeat`` rounds so
+a noisy neighbour hurts both alike; figures are medians.
+
+    python -m benchmarks.local_model --slots 1 2 --requests 12 --max-tokens 64 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import openai
+
+from flows.local_endpoint import start_local_model
+from flows.local_model import LocalModelConfig, model_alias, resolve_model_path
+from flows.settings import RunConfig
+
+PROMPTS = [
+    "Summarize in one sentence: the council closed Main Street to cars on summer weekends.",
+    "Translate into French: the train leaves at seven in the morning.",
+    "What is the capital of Italy?",
+    "Write a Python function that returns the square of a number.",
+    "Give three tips for writing clear emails.",
+    "Explain what a hash table is in two sentences.",
+]
+
+
+async def load(base_url: str, model: str, requests: int, in_flight: int, max_tokens: int) -> dict:
+    """Send ``requests`` chat requests, ``in_flight`` at a time; time them and count tokens."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600)
+    limit = asyncio.Semaphore(in_flight)
+    completion_tokens = prompt_tokens = 0
+
+    async def one(i: int) -> None:
+        nonlocal completion_tokens, prompt_tokens
+        async with limit:
+            answer = await client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                max_tokens=max_tokens,
+                temperature=0,
+            )
+        if answer.usage is not None:
+            completion_tokens += answer.usage.completion_tokens
+            prompt_tokens += answer.usage.prompt_tokens
+
+    await one(0)  # warm-up: the first request pays for page faults in the model file
+    completion_tokens = prompt_tokens = 0
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    wall = time.perf_counter() - started
+    await client.close()
+    return {
+        "wall_s": wall,
+        "req_s": requests / wall,
+        "completion_tok_s": completion_tokens / wall,
+        "prompt_tok_s": prompt_tokens / wall,
+        "completion_tokens": completion_tokens,
+    }
+
+
+def main(args: argparse.Namespace) -> None:
+    path = resolve_model_path(None)
+    runs: dict[int, list[dict]] = {slots: [] for slots in args.slots}
+    for round_ in range(args.repeat):
+        for slots in args.slots:
+            config = RunConfig(local_model=LocalModelConfig(parallel=slots))
+            with start_local_model(config, path) as url:
+                figures = asyncio.run(
+                    load(url, model_alias(path), args.requests, 2 * slots, args.max_tokens)
+                )
+            runs[slots].append(figures)
+            print(
+                f"round {round_ + 1} slots={slots} threads/slot="
+                f"{config.local_model.threads_per_slot()}: {figures['req_s']:.2f} req/s, "
+                f"{figures['completion_tok_s']:.1f} completion tok/s "
+                f"({figures['completion_tokens']} tokens in {figures['wall_s']:.1f} s)",
+                flush=True,
+            )
+    base = statistics.median(r["req_s"] for r in runs[args.slots[0]])
+    print(f"\nmedians over {args.repeat} round(s), {args.requests} requests, "
+          f"max_tokens={args.max_tokens}, 2 requests in flight per slot:")  # fmt: skip
+    print(f"{'slots':>5} {'req/s':>7} {'compl tok/s':>11} {'prompt tok/s':>12} {'vs first':>8}")
+    for slots, figures in runs.items():
+        req_s = statistics.median(r["req_s"] for r in figures)
+        tok_s = statistics.median(r["completion_tok_s"] for r in figures)
+        prompt_s = statistics.median(r["prompt_tok_s"] for r in figures)
+        print(f"{slots:>5} {req_s:>7.2f} {tok_s:>11.1f} {prompt_s:>12.1f} {req_s / base:>7.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slots", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--requests", type=int, default=12)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    main(parser.parse_args())
