@@ -51,8 +51,8 @@ def serve_model(
         from flows.model_server import serve
 
         local = build_run_config(overrides, config).local_model
-        check_local_extra()
         path = resolve_model_path(local.model_path)
+        check_local_extra()
 
         def announce(url: str) -> None:
             print(
