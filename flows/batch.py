@@ -21,9 +21,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from pydantic import BaseModel
 
+from flows.artifacts import run_dashboard
 from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
 from flows.records import Item, Trajectory
+from flows.run_labels import batch_run_name
 from flows.runtime import check_items, load_checked_items, open_refiner
 from flows.settings import RunConfig
 from refine.errors import ConfigError, FatalEndpointError, RefineError
@@ -161,7 +163,7 @@ def _first(group: BaseExceptionGroup[RefineError]) -> RefineError:
     return error  # type: ignore[return-value]
 
 
-@flow(name="refine-batch", log_prints=False)
+@flow(name="refine-batch", flow_run_name=batch_run_name, log_prints=False)
 async def refine_batch(
     input_path: Path, output_path: Path, config: RunConfig | None = None
 ) -> BatchSummary:
@@ -179,7 +181,9 @@ async def refine_batch(
         than with a traceback.
     """
     try:
-        return await _run_batch(input_path, output_path, config or RunConfig())
+        config = config or RunConfig()
+        async with run_dashboard(input_path, output_path, config):  # UI: tags, artifacts
+            return await _run_batch(input_path, output_path, config)
     except RefineError as exc:
         get_run_logger().error("run stopped: %s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]

@@ -1,0 +1,177 @@
+"""The run's Prefect artifacts: live progress, the per-step table, and sample trajectories.
+
+All three are computed from the output file (see :mod:`flows.run_stats`), never from state
+shared with the flow's tasks, so the flow only wraps its body in :func:`run_dashboard`:
+
+- a **progress** artifact, updated as chunks finish (polled from the output file, whose lines
+  are appended when a chunk's step returns);
+- at the end, a **table** artifact (per step: items, mean reward, tokens, latency p50/p95,
+  cache hits, drafts with problems, failures) and a **markdown** artifact (a few items' drafts
+  step by step, each a word-level diff of the one before).
+
+Publishing an artifact never fails the run: a refused call is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from uuid import UUID
+
+from flows.dataset import read_items
+from flows.progress import OutputWatcher
+from flows.run_labels import run_name, run_tags
+from flows.run_stats import RunStats, read_run_stats
+from flows.sample_view import samples_markdown
+from flows.settings import RunConfig
+
+__all__ = ["artifact_key", "publish_summary", "run_dashboard"]
+
+POLL_S = 1.0
+
+
+def artifact_key(kind: str, input_path: Path, config: RunConfig) -> str:
+    """``refine-steps-summarize-reviews``: per dataset and task, so the UI's Artifacts page keeps
+    one history for each (keys allow lowercase letters, digits and dashes only)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{config.task}-{input_path.stem}".lower()).strip("-")
+    return f"refine-{kind}-{slug}"[:100]
+
+
+async def _label_flow_run(tags: list[str]) -> None:
+    """Add ``tags`` to the current flow run (the decorator's tags are fixed at import)."""
+    from prefect import get_client
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    merged = sorted({*context.flow_run.tags, *tags})
+    async with get_client() as client:
+        await client.update_flow_run(context.flow_run.id, tags=merged)
+    context.flow_run.tags = merged
+
+
+class _Progress:
+    """A progress artifact that follows the output file until the run ends."""
+
+    def __init__(self, input_path: Path, output_path: Path, key: str) -> None:
+        self.input_path = input_path
+        self.key = key
+        before = read_run_stats(output_path, samples=0)
+        self.total = max(_count_items(input_path), before.records, 1)
+        self.watcher = OutputWatcher(output_path, offset=before.complete_bytes, done=before.records)
+        self.artifact_id: UUID | None = None
+        self.shown = -1.0
+
+    def percent(self) -> float:
+        return round(min(100.0, 100.0 * self.watcher.done / self.total), 1)
+
+    def describe(self) -> str:
+        w = self.watcher
+        return (
+            f"{w.done} of {self.total} items done ({w.failed} failed) · {w.requests} requests · "
+            f"{w.cache_hits} cache hits · {w.tokens} tokens"
+        )
+
+    async def update(self) -> None:
+        from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+
+        self.watcher.poll()
+        percent = self.percent()
+        if percent == self.shown:
+            return
+        if self.artifact_id is None:
+            self.artifact_id = await acreate_progress_artifact(
+                percent, key=self.key, description=self.describe()
+            )
+        else:
+            await aupdate_progress_artifact(self.artifact_id, percent, self.describe())
+        self.shown = percent
+
+    async def follow(self) -> None:
+        while True:
+            await _quietly(self.update())
+            await asyncio.sleep(POLL_S)
+
+
+def _count_items(path: Path) -> int:
+    try:
+        return len(read_items(path))
+    except Exception:  # noqa: BLE001 - the flow reports a bad dataset itself
+        return 0
+
+
+async def _quietly(call: object) -> None:
+    """Await an artifact call; log a refusal instead of failing the run."""
+    from prefect import get_run_logger
+
+    try:
+        await call  # type: ignore[misc]
+    except Exception as exc:  # noqa: BLE001 - an artifact is never worth a failed run
+        get_run_logger().warning("artifact not published: %s", exc)
+
+
+async def publish_summary(
+    input_path: Path, output_path: Path, config: RunConfig, samples: int = 3
+) -> RunStats:
+    """Publish the per-step table and the sample-drafts markdown of ``output_path``."""
+    from prefect import get_run_logger
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    stats = await asyncio.to_thread(read_run_stats, output_path, samples)
+    title = run_name(input_path, config)
+    reward = f" (mean of reward `{stats.reward_label}`)" if stats.reward_label else ""
+    await _quietly(
+        acreate_table_artifact(
+            stats.rows(),
+            key=artifact_key("steps", input_path, config),
+            description=f"{title}: {stats.ok} ok, {stats.failed} failed, per step{reward}",
+        )
+    )
+    await _quietly(
+        acreate_markdown_artifact(
+            samples_markdown(stats.samples, f"{title}: sample drafts"),
+            key=artifact_key("samples", input_path, config),
+            description=f"{title}: {len(stats.samples)} items' drafts step by step",
+        )
+    )
+    if stats.failed:
+        get_run_logger().warning(
+            "%d items failed; ids: %s%s",
+            stats.failed,
+            ", ".join(stats.failed_ids),
+            " …" if stats.failed > len(stats.failed_ids) else "",
+        )
+    return stats
+
+
+@asynccontextmanager
+async def run_dashboard(
+    input_path: Path, output_path: Path, config: RunConfig
+) -> AsyncIterator[None]:
+    """Wrap a batch flow's body: tags the flow run and its task runs, keeps the progress
+    artifact current, and publishes the table and markdown artifacts when the body ends."""
+    import prefect
+
+    tags = run_tags(config)
+    await _quietly(_label_flow_run(tags))
+    progress = _Progress(input_path, output_path, artifact_key("progress", input_path, config))
+    follower = asyncio.create_task(progress.follow())
+    ended = False  # normally or with an error; not cancelled or interrupted
+    try:
+        with prefect.tags(*tags):
+            yield
+        ended = True
+    except Exception:
+        ended = True
+        raise
+    finally:
+        follower.cancel()
+        with suppress(asyncio.CancelledError):
+            await follower
+        if ended:
+            await _quietly(progress.update())
+            await publish_summary(input_path, output_path, config)
