@@ -17,6 +17,7 @@ from rich.table import Table
 
 from flows.cli_guard import run_guarded
 from flows.cli_model import serve_model
+from flows.cli_ops import register_ops
 from flows.cli_templates import templates_app
 from flows.settings import build_run_config
 
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(templates_app, name="templates")
 app.command("serve-model")(serve_model)
+register_ops(app)  # server, serve, deploy
 
 
 @app.command()

@@ -15,16 +15,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from flows.prefect_server_cmd import BATCH_SERVER_SETTINGS
+
 __all__ = ["PrefectServer"]
 
-# Settings that let a local server keep up with batch loads (measured: see DESIGN.md).
+# The settings `refine server` uses to keep up with batch loads (measured: see DESIGN.md).
 SERVER_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "100",
+    **BATCH_SERVER_SETTINGS,
     "PREFECT_SERVER_UI_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
@@ -39,8 +36,9 @@ def _free_port() -> int:
 class PrefectServer:
     """``prefect server start`` in a subprocess with its own PREFECT_HOME."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, settings: dict[str, str] | None = None) -> None:
         self.home = home
+        self.settings = {**SERVER_ENV, **(settings or {})}  # e.g. the UI on, a PostgreSQL URL
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_path = home / "server.log"
@@ -57,7 +55,7 @@ class PrefectServer:
 
     def start(self, timeout: float = 90.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **SERVER_ENV, "PREFECT_HOME": str(self.home)}
+        env = {**os.environ, **self.settings, "PREFECT_HOME": str(self.home)}
         env.pop("PREFECT_API_URL", None)
         prefect = Path(sys.executable).with_name("prefect")
         with self.log_path.open("wb") as log:
