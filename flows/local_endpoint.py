@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.local_model import check_local_extra, model_alias, resolve_model_path
-from flows.model_server import LocalModelError
+from flows.model_server import LocalModelError, log_tail
 from flows.settings import RunConfig
 from prompts import get_task_kind
 from refine.errors import ConfigError
@@ -27,13 +27,6 @@ from refine.errors import ConfigError
 __all__ = ["endpoint_for_run", "start_local_model"]
 
 _STOP_WAIT_S = 15.0
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -77,12 +70,12 @@ def start_local_model(config: RunConfig, model_path: Path) -> Iterator[str]:
                 if process.poll() is not None:
                     raise LocalModelError(
                         f"the local model server exited with status {process.returncode} "
-                        f"before answering:\n{_log_tail(log_path)}"
+                        f"before answering:\n{log_tail(log_path, 20)}"
                     )
                 if time.monotonic() > deadline:
                     raise LocalModelError(
                         f"the local model server did not start within "
-                        f"{local.startup_timeout_s:.0f} s:\n{_log_tail(log_path)}"
+                        f"{local.startup_timeout_s:.0f} s:\n{log_tail(log_path, 20)}"
                     )
                 time.sleep(0.1)
             yield ready.read_text().strip()

@@ -25,7 +25,7 @@ from types import FrameType
 from flows.local_model import LocalModelConfig, model_alias
 from refine.errors import ConfigError
 
-__all__ = ["LocalModelError", "ModelSlots", "serve"]
+__all__ = ["LocalModelError", "ModelSlots", "log_tail", "serve"]
 
 _STOP_GRACE_S = 5.0
 
@@ -34,7 +34,8 @@ class LocalModelError(ConfigError):
     """The local model could not be started; the message carries the server's last words."""
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a server log, for error messages that say why it did not start."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -84,7 +85,7 @@ class ModelSlots:
                         raise LocalModelError(
                             f"the local model server (slot {index}) exited with status "
                             f"{process.returncode} while loading {self.model_path}:\n"
-                            + _tail(self.folder / f"slot-{index}.log")
+                            + log_tail(self.folder / f"slot-{index}.log")
                         )
                     try:
                         if client.get("/v1/models").status_code == 200:
@@ -95,7 +96,7 @@ class ModelSlots:
                         raise LocalModelError(
                             f"the local model did not answer within {timeout_s:.0f} s "
                             f"(slot {index}; raise [local_model] startup_timeout_s):\n"
-                            + _tail(self.folder / f"slot-{index}.log")
+                            + log_tail(self.folder / f"slot-{index}.log")
                         )
                     time.sleep(0.1)
 
