@@ -75,7 +75,7 @@ def start_local_model(config: RunConfig, model_path: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise LocalModelError(
                         f"the local model server did not start within "
-                        f"{local.startup_timeout_s:.0f} s:\n{log_tail(log_path, 20)}"
+                        f"{local.startup_timeout_s:g} s:\n{log_tail(log_path, 20)}"
                     )
                 time.sleep(0.1)
             yield ready.read_text().strip()

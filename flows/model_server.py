@@ -94,7 +94,7 @@ class ModelSlots:
                         pass
                     if time.monotonic() > deadline:
                         raise LocalModelError(
-                            f"the local model did not answer within {timeout_s:.0f} s "
+                            f"the local model did not answer within {timeout_s:g} s "
                             f"(slot {index}; raise [local_model] startup_timeout_s):\n"
                             + log_tail(self.folder / f"slot-{index}.log")
                         )

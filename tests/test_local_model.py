@@ -183,3 +183,36 @@ def test_serve_model_answers_openai_clients_and_stops_on_sigterm(
     finally:
         server.kill()
     assert _wait_until_gone(marker) == {}
+
+
+def test_a_model_that_cannot_load_fails_the_run_with_the_servers_words(
+    marked_env: tuple[dict, str], tmp_path: Path
+) -> None:
+    env, marker = marked_env
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)  # the magic bytes, then nothing llama.cpp can load
+    config = tmp_path / "refine.toml"
+    config.write_text(f'[local_model]\nmodel_path = "{broken}"\nparallel = 1\n')
+    dataset = _first_rows(EXAMPLES / "qa.jsonl", 1, tmp_path / "qa1.jsonl")
+    output = tmp_path / "out.jsonl"
+    result = run_refine(
+        ["run", str(dataset), "--task", "qa", "--config", str(config), "-o", str(output)], env
+    )
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "the local model server exited with status" in message
+    assert "exited with status 1 while loading" in message  # the slot's own report, passed up
+    assert not output.exists() or output.read_text() == ""
+    assert _wait_until_gone(marker) == {}
+
+
+def test_a_model_that_answers_too_late_is_a_clear_timeout(
+    marked_env: tuple[dict, str], tmp_path: Path
+) -> None:
+    env, marker = marked_env
+    config = tmp_path / "refine.toml"
+    config.write_text("[local_model]\nstartup_timeout_s = 0.05\nparallel = 1\n")
+    result = run_refine(["serve-model", "--port", "0", "--config", str(config)], env)
+    assert result.returncode == 2, result.stderr
+    assert "the local model did not answer within 0.05 s" in " ".join(result.stderr.split())
+    assert _wait_until_gone(marker) == {}
