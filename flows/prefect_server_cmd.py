@@ -35,13 +35,21 @@ BATCH_SERVER_SETTINGS = {
 
 
 def server_environment(
-    base: dict[str, str], *, automations: bool = False, database_url: str | None = None
+    base: dict[str, str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 4200,
+    automations: bool = False,
+    database_url: str | None = None,
 ) -> dict[str, str]:
     """``base`` with the batch settings; automations (triggers) only when asked for.
 
-    Settings already in ``base`` win, so a user can still override any of them.
+    Settings already in ``base`` win, so a user can still override any of them. The API's
+    host and port are set too: the UI calls the API at the address they make (unless
+    PREFECT_UI_API_URL says otherwise), not at the default port 4200.
     """
-    env = {**BATCH_SERVER_SETTINGS, **base}
+    address = {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
+    env = {**BATCH_SERVER_SETTINGS, **base, **address}
     if automations:
         env["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] = "true"
     if database_url:
@@ -105,7 +113,9 @@ def server_cmd(
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for it.")] = 120.0,
 ) -> None:
     """Run a Prefect server tuned for batch runs; watch runs in its UI. Ctrl-C stops it."""
-    env = server_environment(dict(os.environ), automations=automations, database_url=database_url)
+    env = server_environment(
+        dict(os.environ), host=host, port=port, automations=automations, database_url=database_url
+    )
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect), "server", "start", "--host", host, "--port", str(port)]
     proc = subprocess.Popen(command, env=env, start_new_session=True)

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from flows.api_key import api_key_for
 from flows.cache import RequestCache
 from flows.client import ChatClient
 from flows.dataset import read_items
 from flows.engine import Refiner, input_fields, step_variables
 from flows.records import Draft, Item
-from flows.settings import RunConfig, resolve_api_key
+from flows.settings import RunConfig
 from postprocess import default_chain_for, default_cleaners
 from prompts import (
     ENGINE_VARIABLES,
@@ -106,7 +107,7 @@ async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
     client = ChatClient(
         config.endpoint,
         config.retry,
-        resolve_api_key(config.config_file) if config.endpoint.send_api_key else None,
+        await api_key_for(config) if config.endpoint.send_api_key else None,
         max_in_flight=config.concurrency,
     )
     try:

@@ -67,6 +67,9 @@ class EndpointConfig(_Strict):
     send_api_key: bool = Field(
         default=True, description="False for the embedded local model: no key leaves the process"
     )
+    api_key_secret: str | None = Field(
+        default=None, description="name of a Prefect Secret block with the API key (flows.api_key)"
+    )
 
     @field_validator("extra_body")
     @classmethod

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flows.prefect_server_cmd import BATCH_SERVER_SETTINGS
+from flows.prefect_server_cmd import BATCH_SERVER_SETTINGS, server_environment
 
 __all__ = ["PrefectServer"]
 
@@ -55,8 +55,9 @@ class PrefectServer:
 
     def start(self, timeout: float = 90.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.settings, "PREFECT_HOME": str(self.home)}
-        env.pop("PREFECT_API_URL", None)
+        env = server_environment(
+            {**os.environ, **self.settings, "PREFECT_HOME": str(self.home)}, port=self.port
+        )
         prefect = Path(sys.executable).with_name("prefect")
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
