@@ -1,8 +1,10 @@
 """The Prefect flows: ``refine_batch`` over a dataset and ``refine_one`` for a single item.
 
 One Prefect task is one refinement step over a chunk of items (a task per HTTP call would cost
-more than the calls: see DESIGN.md). Per chunk the DAG reads step 1 -> step 2 -> ...; chunks
-move independently, and every request of the run shares one limit on requests in flight.
+more than the calls: see DESIGN.md); items whose latest draft has problems take that step in an
+error-correction task of their own (``fix-t``) beside the plain one (``step-t``). Per chunk the
+DAG reads step 1 -> (fix 2 | step 2) -> ...; chunks move independently, and every request of
+the run shares one limit on requests in flight.
 Finished items go to the output file as soon as their chunk's step returns.
 """
 
@@ -12,16 +14,15 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
-from pydantic import BaseModel
 
 from flows.artifacts import run_dashboard
+from flows.batch_summary import BatchSummary, Tally
 from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
 from flows.records import Item, Trajectory
@@ -30,56 +31,44 @@ from flows.runtime import check_items, load_checked_items, open_refiner
 from flows.settings import RunConfig
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
-__all__ = ["BatchSummary", "plan_chunks", "refine_batch", "refine_one"]
+__all__ = ["BatchSummary", "fix_step", "plan_chunks", "refine_batch", "refine_one", "refine_step"]
 
 
 class Chunk:
-    """Items refined together. A plain class on purpose: Prefect links a task to the chunk it
+    """Items refined together. A plain class on purpose: Prefect links a task to the chunks it
     receives by identity, and does not walk into plain objects the way it walks pydantic models.
+
+    ``runs`` holds all the chunk's items and is shared by every Chunk of that chunk; ``todo``
+    are the ones the task receiving this Chunk works on.
     """
 
-    def __init__(self, index: int, runs: list[ItemRun], fatal: RefineError | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        runs: list[ItemRun],
+        fatal: RefineError | None = None,
+        todo: list[ItemRun] | None = None,
+    ) -> None:
         self.index = index
         self.runs = runs
         self.fatal = fatal
+        self.todo = todo if todo is not None else []
 
     @property
     def active(self) -> list[ItemRun]:
         return [run for run in self.runs if not run.done]
 
 
-class BatchSummary(BaseModel):
-    """What a batch run did, returned by the flow and printed by the CLI."""
-
-    output_path: Path
-    items: int
-    skipped: int
-    failed_before: int
-    ok: int
-    failed: int
-    http_attempts: int
-    cache_hits: int
-    prompt_tokens: int
-    completion_tokens: int
-    wall_s: float
-
-
-@dataclass
-class Tally:
-    """Counts of the records written so far; the records themselves live only on disk."""
-
-    ok: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, record: Trajectory) -> None:
-        self.ok += record.status == "ok"
-        self.failed += record.status == "failed"
-        for draft in record.drafts:
-            if not draft.cached:
-                self.prompt_tokens += draft.usage.prompt_tokens
-                self.completion_tokens += draft.usage.completion_tokens
+async def _run_steps(refiner: Refiner, work: Chunk, step: int) -> Chunk:
+    """Run ``step`` for ``work.todo`` concurrently; a fatal error is carried on the result."""
+    fatal: RefineError | None = None
+    try:
+        async with asyncio.TaskGroup() as group:  # a fatal error cancels the siblings
+            for run in work.todo:
+                group.create_task(refiner.step(run, step))
+    except* (FatalEndpointError, ConfigError) as stopped:
+        fatal = _first(stopped)
+    return Chunk(work.index, work.runs, fatal=fatal)
 
 
 @task(
@@ -88,28 +77,42 @@ class Tally:
     cache_policy=NO_CACHE,
     retries=0,
 )
-async def refine_step(refiner: Refiner, chunk: Chunk, step: int, chunk_index: int) -> Chunk:
-    """Run step ``step`` for the chunk's unfinished items, concurrently.
+async def refine_step(
+    refiner: Refiner, work: Chunk, upstream: list[Chunk], step: int, chunk_index: int
+) -> Chunk:
+    """Run step ``step`` (``initial`` or ``refine`` template) for the chunk's items whose latest
+    draft has no problems, concurrently.
 
     Args:
-        refiner: the run's shared client, cache, templates and cleaners.
-        chunk: the items; finished ones are left alone.
+        refiner: the run's shared client, cache, templates, cleaners and checks.
+        work: the items this task advances (``work.todo``).
+        upstream: the previous step's results for this chunk, which link the DAG.
         step: 1-based step number.
         chunk_index: shown in the task run's name.
 
     Returns:
         A new Chunk over the same item runs, so the next step links to this task in the DAG.
-        What no item can get past (a 401/403/404, a broken cleaner configuration) is carried on
-        it as ``fatal``, so the flow stops with one clear message, not a traceback per task.
+        What no item can get past (a 401/403/404, a broken configuration) is carried on it as
+        ``fatal``, so the flow stops with one clear message, not a traceback per task.
     """
-    fatal: RefineError | None = None
-    try:
-        async with asyncio.TaskGroup() as group:  # a fatal error cancels the siblings
-            for run in chunk.active:
-                group.create_task(refiner.step(run, step))
-    except* (FatalEndpointError, ConfigError) as stopped:
-        fatal = _first(stopped)
-    return Chunk(chunk.index, chunk.runs, fatal=fatal)
+    return await _run_steps(refiner, work, step)
+
+
+@task(
+    name="fix-step",
+    task_run_name="fix-{step} [chunk {chunk_index}]",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+async def fix_step(
+    refiner: Refiner, work: Chunk, upstream: list[Chunk], step: int, chunk_index: int
+) -> Chunk:
+    """The error-correction task: run step ``step`` with the ``fix`` template for the chunk's
+    items whose latest draft has problems (they are in the prompt), concurrently.
+
+    Args and return value as for :func:`refine_step`.
+    """
+    return await _run_steps(refiner, work, step)
 
 
 async def _refine_chunk(
@@ -117,23 +120,33 @@ async def _refine_chunk(
 ) -> RefineError | None:
     """Take one chunk through its steps, handing each item to ``on_done`` as soon as it is done.
 
-    Returns the error that stops the whole run, if one happened; the chunk's unfinished items
-    are then not handed over, so a rerun picks them up.
+    Each step is up to two Prefect tasks run concurrently: ``step-t`` for items whose latest
+    draft is fine and ``fix-t`` for items whose latest draft has problems; both follow all of
+    step t-1's tasks of the chunk. Returns the error that stops the whole run, if one happened;
+    the chunk's unfinished items are then not handed over, so a rerun picks them up.
     """
-    chunk = Chunk(index, [refiner.start(item) for item in items])
+    runs = [refiner.start(item) for item in items]
+    upstream: list[Chunk] = []
     for step in range(1, refiner.config.steps + 1):
-        if not chunk.active:
+        active = [run for run in runs if not run.done]
+        if not active:
             break
-        before = {id(run) for run in chunk.active}
-        chunk = await refine_step(refiner, chunk, step, chunk.index)
-        if chunk.fatal is not None:
-            return chunk.fatal
-        for run in chunk.runs:
-            if id(run) in before and run.done:
-                on_done(run.trajectory())
+        fixes = [run for run in active if run.needs_fix]
+        steps = [run for run in active if not run.needs_fix]
+        calls = [
+            task(refiner, Chunk(index, runs, todo=todo), upstream, step, index)
+            for task, todo in ((refine_step, steps), (fix_step, fixes))
+            if todo
+        ]
+        upstream = list(await asyncio.gather(*calls))
+        if fatal := next((chunk.fatal for chunk in upstream if chunk.fatal), None):
+            return fatal
+        for run in active:
+            if run.done:
+                on_done(refiner.finish(run))
     # Prefect keeps every task's result until the flow ends; the Chunks of all steps share
     # this list, so emptying it lets the finished drafts go instead of piling up in memory.
-    chunk.runs.clear()
+    runs.clear()
     return None
 
 
@@ -151,7 +164,8 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     stream to the output from the start instead of all at the end.
     """
     wanted = config.chunk_size or min(100, max(10, config.concurrency))
-    size = max(wanted, math.ceil(items * config.steps / MAX_TASK_RUNS))
+    # a step is up to two tasks per chunk: step-t and fix-t
+    size = max(wanted, math.ceil(items * config.steps * 2 / MAX_TASK_RUNS))
     in_flight = config.chunks_in_flight or math.ceil(2 * config.concurrency / size) + 1
     return size, in_flight
 
@@ -199,7 +213,7 @@ async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> 
         failed_before = sum(item.id in out.failed for item in items)
         if skipped:
             logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
-        async with open_refiner(config) as refiner:
+        async with open_refiner(config, items) as refiner:
             size, in_flight = plan_chunks(config, len(pending))
             if config.chunk_size and size != config.chunk_size:
                 logger.warning("chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS)
@@ -226,10 +240,11 @@ async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> 
                     group.create_task(run_chunk(index, start))
             if stopped:
                 raise stopped[0]
-            if refiner.cache is not None and refiner.cache.write_errors:
-                logger.warning("%d answers could not be cached", refiner.cache.write_errors)
-            http_attempts = refiner.client.http_attempts
-            cache_hits = refiner.cache_hits
+            cache = refiner.calls.cache
+            if cache is not None and cache.write_errors:
+                logger.warning("%d answers could not be cached", cache.write_errors)
+            http_attempts = refiner.calls.client.http_attempts
+            cache_hits = refiner.calls.cache_hits
     summary = BatchSummary(
         output_path=output_path,
         items=len(items),
@@ -242,6 +257,7 @@ async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> 
         prompt_tokens=tally.prompt_tokens,
         completion_tokens=tally.completion_tokens,
         wall_s=round(time.perf_counter() - started, 3),
+        stop_reasons=dict(tally.stop_reasons.most_common()),
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
     return summary
@@ -261,7 +277,7 @@ async def refine_one(fields: dict[str, Any], config: RunConfig | None = None) ->
     item = Item(id=str(row.pop("id", "1")), line=1, fields=row, reference=reference)
     check_items([item], config, Path("<refine_one fields>"))
     records: list[Trajectory] = []
-    async with open_refiner(config) as refiner:
+    async with open_refiner(config, [item]) as refiner:
         fatal = await _refine_chunk(refiner, 0, [item], records.append)
     if fatal is not None:
         raise fatal

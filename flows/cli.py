@@ -63,11 +63,51 @@ def run(
         bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Request cache folder.")] = None,
+    postprocess: Annotated[
+        list[str] | None, typer.Option(help="Cleaner spec, in order (repeatable).")
+    ] = None,
+    validator: Annotated[
+        list[str] | None, typer.Option(help="Validator name or pkg.module:fn (repeatable).")
+    ] = None,
+    reward: Annotated[
+        list[str] | None, typer.Option(help="Reward name (repeatable); the first is primary.")
+    ] = None,
+    select: Annotated[str | None, typer.Option(help="Output draft: last or best.")] = None,
+    critique: Annotated[
+        bool | None, typer.Option("--critique/--no-critique", help="Self-Refine critique.")
+    ] = None,
+    reward_threshold: Annotated[
+        float | None, typer.Option(help="Stop once the primary reward reaches this.")
+    ] = None,
+    plateau_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps without improvement.")
+    ] = None,
+    max_tokens_per_item: Annotated[int | None, typer.Option(help="Token budget per item.")] = None,
+    max_tokens_per_run: Annotated[int | None, typer.Option(help="Token budget per run.")] = None,
+    allow_unsandboxed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsandboxed",
+            help="UNSAFE: run generated code with resource limits only where no sandbox runs.",
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Refine every row of INPUT in T steps; write one JSON line per item to --output."""
     overrides: dict[str, Any] = {
+        "postprocess": postprocess or None,
+        "validators": validator or None,
+        "rewards": reward or None,
+        "select": select,
+        "critique": {"enabled": critique},
+        "stop": {
+            "reward_threshold": reward_threshold,
+            "plateau_steps": plateau_steps,
+            "max_tokens_per_item": max_tokens_per_item,
+            "max_tokens_per_run": max_tokens_per_run,
+        },
+        "sandbox": {"allow_unsandboxed": True if allow_unsandboxed else None},
         "task": task,
         "steps": steps,
         "template_dirs": template_dir or None,
@@ -147,6 +187,7 @@ def _print_summary(summary: BatchSummary) -> None:
         ("HTTP requests", summary.http_attempts),
         ("cache hits", summary.cache_hits),
         ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
+        ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
         ("wall time", f"{summary.wall_s:.2f} s"),
     ]:
         table.add_row(label, str(value))

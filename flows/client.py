@@ -39,6 +39,7 @@ class Completion:
     usage: Usage
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
+    token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
 
 
 KEY_LIKE = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-]{6,}")
@@ -76,6 +77,21 @@ def _usage_of(response: Any) -> Usage:
     )
 
 
+def _token_logprobs(choice: Any) -> tuple[float, ...] | None:
+    """The answer tokens' log-probabilities, or None when the endpoint sent none."""
+    logprobs = getattr(choice, "logprobs", None)
+    tokens = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not isinstance(tokens, list):
+        return None
+    values = []
+    for token in tokens:
+        value = token.get("logprob") if isinstance(token, dict) else getattr(token, "logprob", None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None  # a malformed entry: no logprobs rather than wrong ones
+        values.append(float(value))
+    return tuple(values)
+
+
 class ChatClient:
     """Calls one chat endpoint for a whole run; a 401/403/404 is remembered and stops all calls."""
 
@@ -104,8 +120,12 @@ class ChatClient:
             timeout=openai.Timeout(retry.call_deadline_s, connect=retry.connect_timeout_s),
         )
 
-    async def complete(self, messages: list[Message]) -> Completion:
-        """One chat completion under the retry policy; raises EndpointError when it gives up."""
+    async def complete(self, messages: list[Message], *, logprobs: bool = False) -> Completion:
+        """One chat completion under the retry policy; raises EndpointError when it gives up.
+
+        ``logprobs`` asks the endpoint for each answer token's log-probability (the ``loglik``
+        reward needs them; some servers answer much slower with them, so only then).
+        """
         if self._fatal is not None:
             raise self._fatal
         attempts = 0
@@ -113,7 +133,7 @@ class ChatClient:
             async for attempt in build_retrying(self.retry, sleep=self._sleep):
                 with attempt:
                     attempts += 1
-                    response, on_wire = await self._attempt(messages)
+                    response, on_wire = await self._attempt(messages, logprobs)
         except openai.APIStatusError as exc:
             raise self._status_error(exc, attempts) from None
         except openai.APIConnectionError as exc:
@@ -134,7 +154,7 @@ class ChatClient:
             ) from None
         return self._completion(response, on_wire, attempts)
 
-    async def _attempt(self, messages: list[Message]) -> tuple[Any, float]:
+    async def _attempt(self, messages: list[Message], logprobs: bool) -> tuple[Any, float]:
         """One HTTP request and its time on the wire (time queued for a slot not counted)."""
         async with self._limiter:
             if self._fatal is not None:  # refused while this call waited for a slot
@@ -148,7 +168,9 @@ class ChatClient:
                     # 1.6 ms of CPU per request here and changes nothing in a chat body.
                     started = time.perf_counter()
                     response = await self._sdk.post(
-                        "/chat/completions", body=self._body(messages), cast_to=ChatCompletion
+                        "/chat/completions",
+                        body=self._body(messages, logprobs),
+                        cast_to=ChatCompletion,
                     )
                     return response, time.perf_counter() - started
             except TimeoutError:
@@ -156,9 +178,11 @@ class ChatClient:
                     f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
                 ) from None
 
-    def _body(self, messages: list[Message]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], logprobs: bool) -> dict[str, Any]:
         body: dict[str, Any] = {**self.endpoint.extra_body, **self.endpoint.sampling()}
         body.update(model=self.endpoint.model, messages=messages)
+        if logprobs:
+            body["logprobs"] = True
         return body
 
     def _status_error(self, exc: openai.APIStatusError, attempts: int) -> EndpointError:
@@ -196,6 +220,7 @@ class ChatClient:
             usage=_usage_of(response),
             latency_s=latency_s,
             attempts=attempts,
+            token_logprobs=_token_logprobs(choice),
         )
 
     async def aclose(self) -> None:

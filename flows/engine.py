@@ -1,24 +1,31 @@
 """The refinement algorithm for one item, one step at a time; no Prefect here.
 
-``y_0 = x``; at step t: render the prompt from x and the last k drafts, call the model (or
-read the cache), post-process, record the draft with its problems, and decide whether to go on.
-The Prefect tasks in :mod:`flows.batch` call :meth:`Refiner.step` for a chunk of items.
+``y_0 = x``; at step t: render the prompt from x and the last k drafts (the task's ``fix``
+template when the latest draft has problems), call the model (or read the cache), clean the
+answer, validate it, score it, optionally have the model critique it, and decide whether to go
+on (:mod:`flows.stopping`). The Prefect tasks in :mod:`flows.batch` call :meth:`Refiner.step`
+for a chunk of items.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from flows.cache import RequestCache, request_key
-from flows.client import ChatClient, Completion
-from flows.records import CachedAnswer, Draft, Item, StopReason, Trajectory
+from flows.assess import Assessor
+from flows.client import Completion
+from flows.loop_plan import JudgeReward, LoopPlan
+from flows.model_calls import ModelCalls, side_request
+from flows.records import Draft, Item, StopReason, Trajectory
 from flows.settings import RunConfig
+from flows.stopping import over_budget, select_draft, stop_reason, total_reward
+from postprocess.filters import DraftRejected
+from postprocess.reward_registry import NamedReward
+from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
 from prompts import TaskKind, TemplateEnvironment, build_variables
-from refine.errors import ConfigError, EndpointError, FatalEndpointError, TemplateError
+from refine.errors import ConfigError, FatalEndpointError, RefineError
 
 __all__ = ["ItemRun", "Refiner", "input_fields", "step_variables"]
 
@@ -53,33 +60,35 @@ class ItemRun:
     def done(self) -> bool:
         return self.stop_reason is not None
 
-    def trajectory(self) -> Trajectory:
-        """The output record: the last usable draft, or a failure saying why there is none."""
-        usable = [d for d in self.drafts if not d.problems]
-        if self.error is not None:  # keep what earlier steps achieved: nothing is lost
-            return Trajectory(
-                id=self.item.id,
-                status="failed",
-                output=usable[-1].text if usable else None,
-                drafts=self.drafts,
-                stop_reason=self.stop_reason,
-                error=self.error,
-            )
-        if not usable:
-            last = self.drafts[-1].problems if self.drafts else ["no step ran"]
-            return Trajectory(
-                id=self.item.id,
-                status="failed",
-                drafts=self.drafts,
-                stop_reason=self.stop_reason,
-                error="no usable draft: " + "; ".join(last),
-            )
+    @property
+    def needs_fix(self) -> bool:
+        """Whether the next step is a fix: the latest draft has problems."""
+        return bool(self.drafts) and not self.drafts[-1].usable
+
+    def row(self) -> dict[str, Any]:
+        """What validators and rewards read: the fields plus the hidden ``id`` and ``reference``."""
+        return {**self.fields, "id": self.item.id, "reference": self.item.reference}
+
+    def trajectory(self, select: str = "last", primary: str | None = None) -> Trajectory:
+        """The output record: the selected draft, or a failure saying why there is none.
+
+        On an error the last usable draft is kept as the output: nothing earlier is lost.
+        """
+        chosen = select_draft(self.drafts, "best" if select == "best" else "last", primary)
+        error = self.error
+        if error is None and chosen is None:
+            ran = self.drafts[-1].problems if self.drafts else [f"no step ran ({self.stop_reason})"]
+            error = "no usable draft: " + "; ".join(ran)
         return Trajectory(
             id=self.item.id,
-            status="ok",
-            output=usable[-1].text,
+            status="ok" if error is None else "failed",
+            output=chosen.text if chosen else None,
             drafts=self.drafts,
             stop_reason=self.stop_reason,
+            error=error,
+            selected_step=chosen.step if chosen else None,
+            reward=primary,
+            total_reward=total_reward(self.drafts, primary),
         )
 
 
@@ -90,7 +99,8 @@ def step_variables(
     examples: list[dict[str, Any]],
     step: int,
 ) -> dict[str, object]:
-    """The template variables for ``step``: only the last k drafts, so prompts don't grow with T."""
+    """The template variables for ``step``: only the last k drafts and their problem lists, so
+    prompts don't grow with T; the latest draft's critique is the ``feedback``."""
     recent = drafts[-config.history :]
     return build_variables(
         config.task,
@@ -100,16 +110,14 @@ def step_variables(
         examples=examples,
         drafts=[d.text for d in recent],
         errors=recent[-1].problems if recent else (),
+        problems=[d.problems for d in recent],
+        feedback=recent[-1].critique if recent else None,
+        stop_phrase=config.critique.stop_phrase,
     )
 
 
-class CleanerFailed(Exception):
-    """A cleaner raised on one answer."""
-
-
-def _same_usable_text(previous: Draft, draft: Draft) -> bool:
-    """Converged: the same text twice, and nothing wrong with it (two empty answers are not)."""
-    return not previous.problems and not draft.problems and previous.text == draft.text
+class CleanerFailed(RefineError):
+    """A cleaner raised on one answer: this item fails, not the run."""
 
 
 def draft_problems(completion: Completion, text: str) -> list[str]:
@@ -132,105 +140,135 @@ class Refiner:
         config: RunConfig,
         kind: TaskKind,
         templates: TemplateEnvironment,
-        client: ChatClient,
-        cache: RequestCache | None,
+        calls: ModelCalls,
         clean: Callable[[str], str],
         examples: list[dict[str, Any]],
+        plan: LoopPlan,
     ) -> None:
         self.config = config
         self.kind = kind
         self.templates = templates
-        self.client = client
-        self.cache = cache
+        self.calls = calls
         self.clean = clean
         self.examples = examples
-        self.cache_hits = 0
+        self.plan = plan
+        self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
 
     def start(self, item: Item) -> ItemRun:
         """A fresh run for ``item``."""
         return ItemRun(item=item, fields=input_fields(item, self.kind, self.config))
 
-    async def step(self, run: ItemRun, step: int) -> None:
-        """Advance ``run`` by one step.
+    def finish(self, run: ItemRun) -> Trajectory:
+        """The output record of a finished run, selected as configured."""
+        return run.trajectory(self.config.select, self.plan.primary)
 
-        An endpoint failure, a template that fails on this row or a cleaner that fails on this
-        answer marks the item failed. What no item can get past (a 401/403/404, a broken
-        cleaner configuration) raises, and the run stops.
+    async def step(self, run: ItemRun, step: int) -> None:
+        """Advance ``run`` by one step: a ``fix`` step when its latest draft has problems.
+
+        An endpoint failure, a template that fails on this row, a cleaner, validator or reward
+        that fails on this answer marks the item failed. What no item can get past (a
+        401/403/404, a broken configuration, no sandbox) raises, and the run stops.
         """
+        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+            run.stop_reason = "token_budget"  # spent by other items since this one's last step
+            return
         try:
-            variables = step_variables(self.config, run.fields, run.drafts, self.examples, step)
-            messages = self.templates.render_messages(self.kind.name, step, variables)
-            completion, cached = await self._complete(messages, step)
-            text = self._clean(completion.content)
+            draft = await self._draft(run, step, fix=run.needs_fix)
+            run.stop_reason = stop_reason(
+                run.drafts,
+                max_steps=self.config.steps,
+                stop=self.config.stop,
+                primary=self.plan.primary,
+                validated=bool(self.plan.validators),
+                run_tokens=self.calls.tokens,
+            )
+            if run.stop_reason is None and self.config.critique.enabled and draft.usable:
+                run.stop_reason = await self._critique(run, draft)
         except (FatalEndpointError, ConfigError):
             raise
-        except (EndpointError, TemplateError, CleanerFailed) as exc:
+        except RefineError as exc:  # endpoint, template, cleaner, validator, reward, tests
             run.error = f"step {step}: {exc}"
             run.stop_reason = "error"
-            return
+
+    async def _draft(self, run: ItemRun, step: int, *, fix: bool) -> Draft:
+        """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
+        variables = step_variables(self.config, run.fields, run.drafts, self.examples, step)
+        role = "fix" if fix else None
+        messages = self.templates.render_messages(self.kind.name, step, variables, role=role)
+        completion, cached = await self.calls.complete(messages, step)
+        rejected: str | None = None
+        try:
+            text = self._clean(completion.content)
+        except DraftRejected as exc:
+            text, rejected = exc.text, exc.reason
         draft = Draft(
             step=step,
+            kind="fix" if fix else "draft",
             text=text,
             finish_reason=completion.finish_reason,
             usage=completion.usage,
             latency_s=round(completion.latency_s, 4),
             cached=cached,
             attempts=completion.attempts,
-            problems=draft_problems(completion, text),
+            problems=draft_problems(completion, text) + ([rejected] if rejected else []),
         )
-        previous = run.drafts[-1] if run.drafts else None
         run.drafts.append(draft)
-        if previous is not None and _same_usable_text(previous, draft):
-            run.stop_reason = "converged"
-        elif step >= self.config.steps:
-            run.stop_reason = "max_steps"
+        try:
+            await self._check(run, draft, completion.token_logprobs, judged=rejected is None)
+        except RefineError as exc:  # kept in the record, never taken as the output
+            draft.problems.append(f"the checks of this draft failed: {exc}")
+            raise
+        return draft
+
+    async def _check(
+        self, run: ItemRun, draft: Draft, logprobs: tuple[float, ...] | None, *, judged: bool
+    ) -> None:
+        """Validators' problems and rewards; a rejected or empty draft is neither."""
+        if not judged or not draft.text.strip():
+            return
+        found = await self.assess(
+            run.row(), RewardDraft(draft.text, logprobs), validate=True, score=True
+        )
+        draft.problems.extend(found.problems)
+        draft.reward_notes.extend(found.notes)
+        for reward in self.plan.judges:
+            await self._judge(run, draft, reward)
+        scores = {**found.rewards, **draft.rewards}
+        order = [r.label for r in self.plan.rewards]  # the primary reward first, as configured
+        draft.rewards = {label: scores[label] for label in order if label in scores}
+
+    async def _judge(self, run: ItemRun, draft: Draft, reward: NamedReward) -> None:
+        """The LLM judge's score of ``draft``: an extra request, counted like any other."""
+        completion = await self._side_request(run, draft, "judge")
+        judge = reward.reward
+        scale = judge.scale_max if isinstance(judge, JudgeReward) else 10.0
+        try:
+            draft.rewards[reward.label] = round(parse_judge_score(completion.content, scale), 6)
+        except RewardUnavailable as exc:
+            draft.reward_notes.append(f"reward {reward.label} unavailable: {exc.reason}")
+
+    async def _critique(self, run: ItemRun, draft: Draft) -> StopReason | None:
+        """Self-Refine: the critique becomes the next step's ``feedback``, or ends the item."""
+        completion = await self._side_request(run, draft, "critique")
+        draft.critique = completion.content.strip()
+        if self.config.critique.stop_phrase.casefold() in draft.critique.casefold():
+            return "critic_satisfied"
+        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+            return "token_budget"
+        return None
+
+    async def _side_request(self, run: ItemRun, draft: Draft, role: str) -> Completion:
+        """Render ``<task>/<role>.j2`` about the latest draft, ask, and record the request."""
+        variables = step_variables(self.config, run.fields, run.drafts, self.examples, draft.step)
+        messages = self.templates.render_messages(self.kind.name, draft.step, variables, role=role)
+        completion, cached = await self.calls.complete(messages, draft.step, role=role)
+        draft.side_requests.append(side_request(role, completion, cached))
+        return completion
 
     def _clean(self, content: str) -> str:
         try:
             return self.clean(content)
-        except ConfigError:
+        except (ConfigError, DraftRejected):
             raise
         except Exception as exc:  # user cleaners are user code: this answer fails, not the run
             raise CleanerFailed(f"post-processing failed: {exc!r}") from exc
-
-    async def _complete(self, messages: list[dict[str, str]], step: int) -> tuple[Completion, bool]:
-        endpoint = self.config.endpoint
-        key = request_key(
-            {
-                "model": endpoint.model,
-                "messages": messages,
-                "sampling": endpoint.sampling(),
-                "extra_body": endpoint.extra_body,
-                "step": step,
-                "sample": 0,
-            }
-        )
-        if (hit := self._cached(key)) is not None:
-            self.cache_hits += 1
-            completion = Completion(
-                content=hit.content,
-                finish_reason=hit.finish_reason,
-                usage=hit.usage,
-                latency_s=0.0,
-                attempts=0,
-            )
-            return completion, True
-        completion = await self.client.complete(messages)
-        if self.cache is not None:
-            answer = CachedAnswer(
-                content=completion.content,
-                finish_reason=completion.finish_reason,
-                usage=completion.usage,
-            )
-            self.cache.put(key, answer.model_dump())
-        return completion, False
-
-    def _cached(self, key: str) -> CachedAnswer | None:
-        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served."""
-        raw = self.cache.get(key) if self.cache is not None else None
-        if raw is None:
-            return None
-        try:
-            return CachedAnswer.model_validate(raw)
-        except ValidationError:
-            return None

@@ -53,11 +53,13 @@ class OutputWatcher:
             self.done += 1
             self.failed += record.get("status") == "failed"
             for draft in record.get("drafts", []):
-                if draft.get("cached"):
-                    self.cache_hits += 1
-                else:
-                    self.requests += draft.get("attempts", 1)
-                    usage = draft.get("usage", {})
+                # a step's request, then its critique and judge requests
+                for request in [draft, *draft.get("side_requests", [])]:
+                    if request.get("cached"):
+                        self.cache_hits += 1
+                        continue
+                    self.requests += request.get("attempts", 1)
+                    usage = request.get("usage", {})
                     self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         self.offset += end
 

@@ -7,9 +7,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CachedAnswer", "Draft", "Item", "StopReason", "Trajectory", "Usage"]
+__all__ = [
+    "CachedAnswer",
+    "Draft",
+    "DraftKind",
+    "Item",
+    "SideRequest",
+    "StopReason",
+    "Trajectory",
+    "Usage",
+]
 
-StopReason = Literal["max_steps", "converged", "error"]
+StopReason = Literal[
+    "max_steps",
+    "converged",
+    "valid",
+    "reward_threshold",
+    "plateau",
+    "critic_satisfied",
+    "token_budget",
+    "error",
+]
+"""Why an item stopped; see the README's "Stop rules" for when each one applies."""
+
+DraftKind = Literal["draft", "fix"]
+"""``fix``: the step rendered the task's ``fix`` template because the last draft had problems."""
 
 
 class Item(BaseModel):
@@ -46,12 +68,25 @@ class CachedAnswer(BaseModel):
     content: str
     finish_reason: str | None
     usage: Usage
+    token_logprobs: list[float] | None = None
+
+
+class SideRequest(BaseModel):
+    """An extra request about a draft (a critique, or a judge's score) and what it cost."""
+
+    role: Literal["critique", "judge"]
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    attempts: int = 1
 
 
 class Draft(BaseModel):
     """One step's answer after post-processing, with what it cost and what is wrong with it."""
 
     step: int
+    kind: DraftKind = "draft"
     text: str
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
@@ -59,6 +94,27 @@ class Draft(BaseModel):
     cached: bool = False
     attempts: int = Field(default=1, description="HTTP attempts this draft took; 0 when cached")
     problems: list[str] = Field(default_factory=list)
+    rewards: dict[str, float] = Field(
+        default_factory=dict, description="reward label -> value; the first configured is primary"
+    )
+    reward_notes: list[str] = Field(
+        default_factory=list, description="why a configured reward has no value for this draft"
+    )
+    critique: str | None = None
+    side_requests: list[SideRequest] = Field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """Whether this draft may be the output: nothing is known to be wrong with it."""
+        return not self.problems
+
+    @property
+    def total_usage(self) -> Usage:
+        """The step's request plus its critique and judge requests."""
+        total = self.usage
+        for request in self.side_requests:
+            total = total + request.usage
+        return total
 
 
 class Trajectory(BaseModel):
@@ -70,10 +126,16 @@ class Trajectory(BaseModel):
     drafts: list[Draft] = Field(default_factory=list)
     stop_reason: StopReason | None = None
     error: str | None = None
+    selected_step: int | None = Field(default=None, description="the step whose text is output")
+    reward: str | None = Field(default=None, description="label of the primary reward")
+    total_reward: float | None = Field(
+        default=None, description="R: the primary reward summed over the drafts that have it"
+    )
 
     @property
     def usage(self) -> Usage:
+        """Every request of the item: steps, critiques and judges."""
         total = Usage()
         for draft in self.drafts:
-            total = total + draft.usage
+            total = total + draft.total_usage
         return total

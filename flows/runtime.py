@@ -12,11 +12,15 @@ from flows.cache import RequestCache
 from flows.client import ChatClient
 from flows.dataset import read_items
 from flows.engine import Refiner, input_fields, step_variables
+from flows.loop_plan import LoopPlan, build_plan, check_loop_inputs
+from flows.model_calls import ModelCalls
 from flows.records import Draft, Item
 from flows.settings import RunConfig
+from flows.task_defaults import with_task_defaults
 from postprocess import default_chain_for, default_cleaners
 from prompts import (
     ENGINE_VARIABLES,
+    ROLES,
     TaskKind,
     TemplateEnvironment,
     build_environment,
@@ -33,6 +37,7 @@ __all__ = [
     "load_checked_items",
     "open_refiner",
     "render_placeholder_step",
+    "roles_used",
     "templates_for",
 ]
 
@@ -60,21 +65,39 @@ def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
     return items
 
 
+def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
+    """The role templates a run renders: the steps', ``fix``, and critique and judge if used."""
+    roles = (*ROLES, "fix")
+    if config.critique.enabled:
+        roles += ("critique",)
+    if plan.judges:
+        roles += ("judge",)
+    return roles
+
+
 def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
     """Check every row against the variables its templates use, then render the first row.
 
     Raises MissingFieldsError (every missing field of every row at once), or InputError /
-    TemplateError / ConfigError for bad demos, templates or cleaners: problems that would fail
-    every item are found here, not after the requests are paid for.
+    TemplateError / ConfigError for bad demos, templates, cleaners, validators, rewards, tests
+    or a missing sandbox: problems that would fail every item are found here, not after the
+    requests are paid for.
     """
+    config = with_task_defaults(config, items)
+    plan = build_plan(config)
     kind, env = templates_for(config)
+    roles = roles_used(config, plan)
     rows = ((item.line, input_fields(item, kind, config)) for item in items)
-    check_rows(env, kind.name, rows, set(ENGINE_VARIABLES), path)
+    check_rows(env, kind.name, rows, set(ENGINE_VARIABLES), path, roles)
     examples = examples_for(config, kind)
     cleaner_chain(config, kind)
+    check_loop_inputs(plan, items, path)
     if items:
         for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
             render_placeholder_step(config, kind, env, examples, items[0], step)
+        for role in roles[len(ROLES) :]:
+            step = min(config.steps, 2)
+            render_placeholder_step(config, kind, env, examples, items[0], step, role)
 
 
 def render_placeholder_step(
@@ -84,11 +107,19 @@ def render_placeholder_step(
     examples: list[dict[str, Any]],
     item: Item,
     step: int,
+    role: str | None = None,
 ) -> list[dict[str, str]]:
-    """The messages ``step`` would send for ``item``, earlier drafts shown as placeholders."""
-    drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, step)]
+    """The messages ``step`` would send for ``item``, earlier drafts shown as placeholders.
+
+    ``role`` renders the ``fix`` (the latest draft with a placeholder problem), ``critique`` or
+    ``judge`` template instead of the step's own.
+    """
+    shown = step if role in ("critique", "judge") else step - 1
+    drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, shown + 1)]
+    if role == "fix" and drafts:
+        drafts[-1].problems.append(f"[problems found in the draft of step {drafts[-1].step}]")
     variables = step_variables(config, input_fields(item, kind, config), drafts, examples, step)
-    return env.render_messages(kind.name, step, variables)
+    return env.render_messages(kind.name, step, variables, role=role)
 
 
 def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
@@ -98,8 +129,11 @@ def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
 
 
 @asynccontextmanager
-async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
-    """A Refiner with its client, cache, cleaners and few-shot demos; closes the client after."""
+async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Refiner]:
+    """A Refiner with its client, cache, cleaners, checks and few-shot demos; closes the client
+    after. ``items`` decide the task defaults (see :mod:`flows.task_defaults`)."""
+    config = with_task_defaults(config, items)
+    plan = build_plan(config)
     kind, env = templates_for(config)
     cache = RequestCache(config.cache_dir) if config.use_cache else None
     if cache is not None:
@@ -110,8 +144,9 @@ async def open_refiner(config: RunConfig) -> AsyncIterator[Refiner]:
         await api_key_for(config) if config.endpoint.send_api_key else None,
         max_in_flight=config.concurrency,
     )
+    calls = ModelCalls(client, cache, config.endpoint, logprobs=plan.needs_logprobs)
     try:
         clean = cleaner_chain(config, kind)
-        yield Refiner(config, kind, env, client, cache, clean, examples_for(config, kind))
+        yield Refiner(config, kind, env, calls, clean, examples_for(config, kind), plan)
     finally:
         await client.aclose()

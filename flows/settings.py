@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.local_model import LocalModelConfig
+from flows.loop_settings import LoopFields
 from refine.errors import ConfigError
 
 __all__ = [
@@ -118,8 +119,12 @@ class RetryConfig(_Strict):
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
 
-class RunConfig(_Strict):
-    """Everything one batch run needs, safe to pass as Prefect flow parameters."""
+class RunConfig(LoopFields):
+    """Everything one batch run needs, safe to pass as Prefect flow parameters.
+
+    The refinement loop's fields (validators, rewards, critique, stop, select, sandbox) are
+    declared in :class:`~flows.loop_settings.LoopFields`.
+    """
 
     task: str = "generic"
     steps: int = Field(default=3, ge=1, le=50)

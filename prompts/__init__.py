@@ -1,7 +1,8 @@
 """What goes into the model: packaged Jinja2 templates per task kind, and their loader.
 
-Each task kind has a folder (``summarize/``) with ``system.j2``, ``initial.j2`` (step 1) and
-``refine.j2`` (later steps); user folders come first on the search path, so overriding a prompt
+Each task kind has a folder (``summarize/``) with ``system.j2``, ``initial.j2`` (step 1),
+``refine.j2`` (later steps), ``fix.j2`` (a step after a draft with problems), ``critique.j2`` and
+``judge.j2``; user folders come first on the search path, so overriding a prompt
 never means editing code. The variables every template receives are documented in
 :mod:`prompts.variables`. No Prefect and no network here.
 """
@@ -9,6 +10,7 @@ never means editing code. The variables every template receives are documented i
 from prompts.analysis import check_rows
 from prompts.examples import load_examples, packaged_examples
 from prompts.loader import (
+    LOOP_ROLES,
     PACKAGED_TEMPLATES,
     ROLES,
     TemplateEnvironment,
@@ -21,6 +23,7 @@ from prompts.variables import ENGINE_VARIABLES, HIDDEN_FIELDS, build_variables
 __all__ = [
     "ENGINE_VARIABLES",
     "HIDDEN_FIELDS",
+    "LOOP_ROLES",
     "PACKAGED_TEMPLATES",
     "ROLES",
     "TASK_KINDS",

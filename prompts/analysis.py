@@ -7,7 +7,7 @@ them reports every problem at once, with its line number, before anything is spe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from prompts.loader import ROLES, TemplateEnvironment
@@ -23,6 +23,7 @@ def check_rows(
     rows: Iterable[tuple[int, Mapping[str, object]]],
     provided: set[str] | frozenset[str],
     path: Path,
+    roles: Sequence[str] = ROLES,
 ) -> None:
     """Raise one :class:`MissingFieldsError` listing every row field the templates need but lack.
 
@@ -30,10 +31,11 @@ def check_rows(
     ``provided`` are the engine's variable names (see :mod:`prompts.variables`); ``path`` is
     the dataset, named in the error. A row field named like an engine variable is reported too,
     since the engine's value would hide it. A template that reads ``reference`` or ``id`` is
-    refused outright: those fields never reach templates.
+    refused outright: those fields never reach templates. ``roles`` are the role templates the
+    run will render (by default the plain steps').
     """
     used_by: dict[str, list[str]] = {}
-    for role in ROLES:
+    for role in roles:
         for name in env.variables_used(task, (role,)):
             used_by.setdefault(name, []).append(f"{task}/{role}.j2")
 

@@ -27,6 +27,7 @@ from refine.errors import ConfigError, TemplateError
 
 __all__ = [
     "PACKAGED_TEMPLATES",
+    "LOOP_ROLES",
     "ROLES",
     "TemplateEnvironment",
     "TemplateInfo",
@@ -37,7 +38,15 @@ PACKAGED_TEMPLATES: Path = Path(__file__).resolve().parent
 """The folder of the packaged templates: ``<task>/<role>.j2`` under the ``prompts`` package."""
 
 ROLES: tuple[str, ...] = ("system", "initial", "refine")
-"""The role templates every task folder holds."""
+"""The role templates of the plain refinement steps, which every task folder holds."""
+
+LOOP_ROLES: tuple[str, ...] = ("fix", "critique", "judge")
+"""The refinement loop's role templates, which every packaged task folder holds too: ``fix``
+(a step after a draft with problems), ``critique`` (Self-Refine feedback) and ``judge`` (the
+LLM judge reward). Only ``fix`` follows the task's system prompt; the other two are requests of
+their own, a single user message."""
+
+_WITH_SYSTEM = frozenset({"initial", "refine", "fix"})
 
 _BIG_POWER_BITS = 1_000_000
 
@@ -146,18 +155,23 @@ class TemplateEnvironment:
         return "".join(pieces)
 
     def render_messages(
-        self, task: str, step: int, variables: Mapping[str, object]
+        self, task: str, step: int, variables: Mapping[str, object], role: str | None = None
     ) -> list[dict[str, str]]:
-        """The chat messages of one step: system, then ``initial`` at step 1 or ``refine`` after.
+        """The chat messages of one request: system, then ``initial`` at step 1 or ``refine``
+        after, unless ``role`` names the user template (``fix``, ``critique``, ``judge``).
 
-        Each content is stripped; a role that renders to nothing (an empty override) is left out.
+        ``critique`` and ``judge`` are requests of their own and get no system message. Each
+        content is stripped; a role that renders to nothing (an empty override) is left out.
         """
         if step < 1:
             raise ValueError(f"steps count from 1, got {step}")
-        user_role = "initial" if step == 1 else "refine"
+        user_role = role or ("initial" if step == 1 else "refine")
+        parts = [("user", user_role)]
+        if user_role in _WITH_SYSTEM:
+            parts.insert(0, ("system", "system"))
         messages = []
-        for chat_role, role in (("system", "system"), ("user", user_role)):
-            content = self.render(f"{task}/{role}.j2", variables).strip()
+        for chat_role, role_name in parts:
+            content = self.render(f"{task}/{role_name}.j2", variables).strip()
             if content:
                 messages.append({"role": chat_role, "content": content})
         return messages

@@ -1,7 +1,9 @@
 """The variable contract between the engine and every template.
 
-Every role template (``system.j2``, ``initial.j2``, ``refine.j2``) of every task receives the same
-variables, whatever the step, so a template can be moved between roles without surprises:
+Every role template (``system.j2``, ``initial.j2``, ``refine.j2``, ``fix.j2``, ``critique.j2``,
+``judge.j2``) of every task receives the same variables, whatever the step, so a template can be
+moved between roles without surprises. In ``critique.j2`` and ``judge.j2`` the draft to judge is
+the latest one (``draft``):
 
 ``task`` (str)
     The task kind, e.g. ``"summarize"``.
@@ -25,9 +27,17 @@ variables, whatever the step, so a template can be moved between roles without s
 ``draft`` (str)
     The latest draft (``drafts[-1]``). ``""`` at step 1.
 ``feedback`` (str | None)
-    A critique of the latest draft. Reserved: None for now.
+    The critique of the latest draft when critique is enabled, else None.
 ``errors`` (list[str])
-    Problems a validator found in the latest draft; may be empty. Empty at step 1.
+    Problems found in the latest draft (empty answer, cut off, a filter's rejection, each
+    validator's problems); may be empty. Empty at step 1. A non-empty list makes the step a
+    ``fix`` step.
+``problems`` (list[list[str]])
+    The problem list of each draft in ``drafts``, in the same order: only the last k lists are
+    kept, like the drafts, so prompts don't grow with T.
+``stop_phrase`` (str)
+    The phrase a critique answers with when the draft needs no change (``critique.stop_phrase``,
+    default ``NO ISSUES``); ``critique.j2`` asks for it.
 
 Keep what does not change between steps (system prompt, examples, ``x``) at the start of the
 prompt and the drafts after it, so engines with prefix caching reuse the prefix across steps.
@@ -42,7 +52,19 @@ from refine.errors import ConfigError
 __all__ = ["ENGINE_VARIABLES", "HIDDEN_FIELDS", "build_variables"]
 
 ENGINE_VARIABLES: frozenset[str] = frozenset(
-    {"task", "step", "max_steps", "x", "examples", "drafts", "draft", "feedback", "errors"}
+    {
+        "task",
+        "step",
+        "max_steps",
+        "x",
+        "examples",
+        "drafts",
+        "draft",
+        "feedback",
+        "errors",
+        "problems",
+        "stop_phrase",
+    }
 )
 """The names the engine provides to every template, besides the row's input fields."""
 
@@ -60,6 +82,8 @@ def build_variables(
     drafts: Sequence[str] = (),
     feedback: str | None = None,
     errors: Sequence[str] = (),
+    problems: Sequence[Sequence[str]] = (),
+    stop_phrase: str = "NO ISSUES",
 ) -> dict[str, object]:
     """Assemble the variables of one step, keeping the contract above in one place.
 
@@ -86,4 +110,6 @@ def build_variables(
         "draft": drafts[-1] if drafts else "",
         "feedback": feedback,
         "errors": list(errors),
+        "problems": [list(found) for found in problems],
+        "stop_phrase": stop_phrase,
     }

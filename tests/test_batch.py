@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flows.batch import refine_batch, refine_one
-from flows.settings import EndpointConfig, RetryConfig, RunConfig
+from flows.settings import RunConfig
 from refine.errors import (
     ConfigError,
     FatalEndpointError,
@@ -18,6 +18,7 @@ from refine.errors import (
     MissingFieldsError,
     TemplateError,
 )
+from tests.batch_helpers import make_config, read_records, task_runs_of, user_prompts, write_rows
 from tests.fake_openai import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -29,36 +30,10 @@ TEXTS = {
 }
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def make_config(server: FakeOpenAI, tmp_path: Path, **changes: Any) -> RunConfig:
-    endpoint = {"base_url": server.base_url, "model": "fake-model", **changes.pop("endpoint", {})}
-    base: dict[str, Any] = {
-        "task": "summarize",
-        "steps": 3,
-        "cache_dir": tmp_path / "cache",
-        "endpoint": EndpointConfig(**endpoint),
-        "retry": RetryConfig(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05),
-    }
-    base.update(changes)
-    return RunConfig(**base)
-
-
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     rows = [{"id": key, "text": text, "reference": f"ref-{key}"} for key, text in TEXTS.items()]
     return write_rows(tmp_path / "data.jsonl", rows)
-
-
-def user_prompts(server: FakeOpenAI) -> list[str]:
-    return [entry.body["messages"][-1]["content"] for entry in server.chat_requests()]
 
 
 async def test_each_step_sees_x_and_the_previous_drafts(
@@ -241,23 +216,11 @@ async def test_empty_and_truncated_answers_are_recorded_not_accepted(
 async def test_chunks_are_step_chains_in_the_prefect_dag(
     fake_server: FakeOpenAI, tmp_path: Path, dataset: Path
 ) -> None:
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
     out = tmp_path / "out.jsonl"
     state = await refine_batch(
         dataset, out, make_config(fake_server, tmp_path, chunk_size=2, steps=2), return_state=True
     )
-    flow_run_id = state.state_details.flow_run_id
-    runs: list[Any] = []
-    async with get_client() as client:
-        for _ in range(100):  # the server records task runs from events, a moment later
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-            if len(runs) == 4 and all(r.state_type.value == "COMPLETED" for r in runs):
-                break
-            await asyncio.sleep(0.2)
+    runs = await task_runs_of(state, 4)
     by_name = {run.name: run for run in runs}
     assert set(by_name) == {
         "step-1 [chunk 0]",
@@ -328,7 +291,8 @@ def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
     small = RunConfig(steps=3, chunk_size=50, concurrency=64)
     assert plan_chunks(small, 1_000) == (50, 4)  # 2 x 64 items in flight, plus one chunk
     huge = plan_chunks(small, 200_000)
-    assert huge[0] == 120 and 200_000 / huge[0] * 3 <= MAX_TASK_RUNS
+    # up to two tasks (step-t and fix-t) per chunk and step
+    assert huge[0] == 240 and 200_000 / huge[0] * 3 * 2 <= MAX_TASK_RUNS
     assert plan_chunks(small.model_copy(update={"chunks_in_flight": 7}), 10)[1] == 7
     # by default a chunk holds as many items as there are request slots, 10 to 100
     assert plan_chunks(RunConfig(concurrency=64), 1_000) == (64, 3)

@@ -160,7 +160,8 @@ class FakeApp:
             return StreamingResponse(events, media_type="text/event-stream")
         if pace:
             await asyncio.sleep(pace)
-        data = policy.completion_body(model, content, reply.finish_reason, usage)
+        logprobs = policy.logprobs_object(content, reply.logprobs) if body.get("logprobs") else None
+        data = policy.completion_body(model, content, reply.finish_reason, usage, logprobs)
         return self._body(entry, 200, data, content=content, dribble=reply.dribble_seconds)
 
     async def _special(self, request: Request, entry: LogEntry, reply: Reply) -> Response | None:

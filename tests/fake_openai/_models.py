@@ -26,6 +26,8 @@ class Reply(BaseModel):
         stream_error: for ``stream: true``, send an ``{"error": ...}`` event halfway through
             the content deltas and end the stream there (no ``[DONE]``).
         dribble_seconds: spread sending the body (or the stream's deltas) over this long.
+        logprobs: per-token log-probabilities sent when the request asks for ``logprobs``
+            (tokens are the content's space-split pieces); unset gives -0.5 for each token.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +43,7 @@ class Reply(BaseModel):
     usage: dict[str, Any] | None = None
     stream_error: str | None = None
     dribble_seconds: float = 0.0
+    logprobs: list[float] | None = None
 
 
 Replies = Iterable[Reply | Mapping[str, Any]]

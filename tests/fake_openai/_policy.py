@@ -88,8 +88,27 @@ def new_id() -> str:
     return f"chatcmpl-fake{next(_ids):010d}"
 
 
-def completion_body(model: str, content: str, finish_reason: str, usage: dict[str, Any]) -> bytes:
-    """A non-streaming ``chat.completion`` body."""
+def logprobs_object(content: str, values: list[float] | None) -> dict[str, Any]:
+    """OpenAI's ``choices[0].logprobs`` for ``content``: one entry per space-split piece."""
+    pieces = stream_pieces(content)
+    numbers = values if values is not None else [-0.5] * len(pieces)
+    return {
+        "content": [
+            {"token": piece, "logprob": value, "bytes": None, "top_logprobs": []}
+            for piece, value in zip(pieces, numbers, strict=False)
+        ],
+        "refusal": None,
+    }
+
+
+def completion_body(
+    model: str,
+    content: str,
+    finish_reason: str,
+    usage: dict[str, Any],
+    logprobs: dict[str, Any] | None = None,
+) -> bytes:
+    """A non-streaming ``chat.completion`` body; ``logprobs`` when the request asked for them."""
     return orjson.dumps(
         {
             "id": new_id(),
@@ -100,7 +119,7 @@ def completion_body(model: str, content: str, finish_reason: str, usage: dict[st
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": None,
+                    "logprobs": logprobs,
                     "finish_reason": finish_reason,
                 }
             ],
