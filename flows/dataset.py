@@ -15,13 +15,26 @@ from flows.records import Item
 from refine.errors import FieldProblem, InputError
 from refine.jsonl import not_utf8, parse_jsonl
 
-__all__ = ["read_items"]
+__all__ = ["read_items", "read_rows"]
 
 RESERVED = ("id", "reference")
 
 
 def read_items(path: Path) -> list[Item]:
     """All rows of ``path`` as Items; raises InputError listing every bad line."""
+    items, problems = read_rows(path)
+    if problems:
+        raise InputError(path, problems)
+    return items
+
+
+def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
+    """The good rows of ``path`` as Items, and a problem for each bad line, sorted by line.
+
+    A problem on line 0 concerns the whole file (no rows); a missing or unreadable file, or an
+    unknown format, raises InputError. A duplicate id keeps its first row: the later ones are
+    problems.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -38,9 +51,7 @@ def read_items(path: Path) -> list[Item]:
     items = _to_items(rows, problems)
     if not items and not problems:
         problems.append(FieldProblem(0, None, "the file has no rows"))
-    if problems:
-        raise InputError(path, sorted(problems, key=lambda p: p.line))
-    return items
+    return items, sorted(problems, key=lambda p: p.line)
 
 
 def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldProblem]]:
