@@ -320,3 +320,40 @@ async def test_out_of_process_server_is_scriptable_and_stops_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(5) == 0
+
+
+def test_stats_count_requests_even_without_a_log() -> None:
+    import httpx
+
+    from tests.fake_openai import FakeOpenAI, FakeOpenAIControl
+
+    server = FakeOpenAI("127.0.0.1", 0, max_log=0)
+    server.start()
+    try:
+        control = FakeOpenAIControl(server.base_url)
+        assert control.stats() == {"requests": 0, "first_seen_at": None}
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(3):
+            httpx.post(f"{server.base_url}/chat/completions", json=body).raise_for_status()
+        stats = control.stats()
+        assert stats["requests"] == 3 and stats["first_seen_at"] > 0
+        assert control.requests == []  # the log keeps nothing; the counter still counts
+        control.reset()
+        assert control.stats()["requests"] == 0
+    finally:
+        server.stop()
+
+
+def test_dspy_chat_adapter_prompts_get_marked_fields() -> None:
+    from tests.fake_openai._policy import default_answer
+
+    prompt = (
+        "[[ ## task ## ]]\nGive tips\n\nRespond with the corresponding output fields, starting "
+        "with the field `[[ ## draft ## ]]`, then `[[ ## notes ## ]]`, and then ending with the "
+        "marker for `[[ ## completed ## ]]`."
+    )
+    answer = default_answer([{"role": "user", "content": prompt}])
+    lines = answer.splitlines()
+    assert lines[0] == "[[ ## draft ## ]]" and lines[1].endswith(" draft")
+    assert "[[ ## notes ## ]]" in lines and lines[-1] == "[[ ## completed ## ]]"
+    assert "[[ ## task ## ]]" not in answer  # input fields are not answered

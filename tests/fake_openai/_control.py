@@ -46,6 +46,9 @@ def control_routes(state: FakeState) -> list[BaseRoute]:
             return Response(_OK, media_type="application/json")
         return Response(state.log_json(), media_type="application/json")
 
+    async def stats(request: Request) -> Response:
+        return Response(state.stats_json(), media_type="application/json")
+
     async def reset(request: Request) -> Response:
         state.reset()
         return Response(_OK, media_type="application/json")
@@ -55,6 +58,7 @@ def control_routes(state: FakeState) -> list[BaseRoute]:
         Route("/_control/config", config, methods=["POST"]),
         Route("/_control/log", log, methods=["GET", "DELETE"]),
         Route("/_control/reset", reset, methods=["POST"]),
+        Route("/_control/stats", stats, methods=["GET"]),
     ]
 
 
@@ -122,6 +126,10 @@ class FakeOpenAIControl:
     def chat_requests(self) -> list[LogEntry]:
         """Only the chat completion requests of the log."""
         return [e for e in self.requests if e.path.endswith("/chat/completions")]
+
+    def stats(self) -> dict[str, Any]:
+        """``{"requests": N, "first_seen_at": unix time or None}``, kept even with no log."""
+        return self._call("GET", "/_control/stats")  # type: ignore[no-any-return]
 
     def clear_log(self) -> None:
         """Empty the log, keeping scripts and faults."""

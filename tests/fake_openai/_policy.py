@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import time
 from typing import Any
 
@@ -53,11 +54,35 @@ def _last_user_line(messages: list[Any]) -> str:
     return ""
 
 
+_DSPY_REQUEST = re.compile(r"Respond with the corresponding output fields, (.*)", re.DOTALL)
+_DSPY_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
+
+
+def _dspy_output_fields(messages: list[Any]) -> list[str]:
+    """The output fields a DSPy ChatAdapter prompt asks for, in order; [] for other prompts."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            asked = _DSPY_REQUEST.search(content_text(message.get("content")))
+            if asked is None:
+                return []
+            return [f for f in _DSPY_FIELD.findall(asked.group(1)) if f != "completed"]
+    return []
+
+
 def default_answer(messages: list[Any], messages_json: bytes | None = None) -> str:
-    """The "echo" policy: ``draft-<sha256(canonical_json)[:10]> <last user line[:200]>``."""
+    """The "echo" policy: ``draft-<sha256(canonical_json)[:10]> <last user line[:200]>``.
+
+    A prompt in DSPy's chat-adapter layout gets each output field it asks for between
+    ``[[ ## field ## ]]`` markers, then ``[[ ## completed ## ]]``, so DSPy parses the answer and
+    does its real work in benchmarks instead of failing on the format.
+    """
     if messages_json is None:
         messages_json = canonical_json(messages)
     digest = hashlib.sha256(messages_json).hexdigest()[:10]
+    fields = _dspy_output_fields(messages)
+    if fields:
+        parts = [f"[[ ## {field} ## ]]\ndraft-{digest} {field}\n" for field in fields]
+        return "\n".join([*parts, "[[ ## completed ## ]]"])
     return f"draft-{digest} {_last_user_line(messages)}"
 
 

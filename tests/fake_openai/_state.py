@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ class FakeState:
         self._fail_reply = Reply(status=500)
         self._rng = random.Random(0)
         self._log: deque[LogEntry] = deque(maxlen=max_log)
+        self.seen = 0  # requests received, also when the log keeps none (benchmarks)
+        self.first_seen_at: float | None = None  # time.time() of the first, for cross-process use
 
     # -- programming -------------------------------------------------------------------------
 
@@ -98,6 +101,7 @@ class FakeState:
             self._fail_reply = Reply(status=500)
             self._rng = random.Random(0)
             self._log.clear()
+            self.seen, self.first_seen_at = 0, None
 
     # -- per request -------------------------------------------------------------------------
 
@@ -117,9 +121,12 @@ class FakeState:
         return None, False
 
     def record(self, entry: LogEntry) -> None:
-        """Append a request to the log (a no-op when ``max_log`` is 0)."""
-        if self._max_log != 0:
-            with self._lock:
+        """Count a request and append it to the log (no log when ``max_log`` is 0)."""
+        with self._lock:
+            self.seen += 1
+            if self.first_seen_at is None:
+                self.first_seen_at = time.time()
+            if self._max_log != 0:
                 self._log.append(entry)
 
     def finish(
@@ -151,6 +158,11 @@ class FakeState:
         """Empty the log, keeping scripts and faults."""
         with self._lock:
             self._log.clear()
+
+    def stats_json(self) -> bytes:
+        """Counters for ``GET /_control/stats``: requests seen and when the first came."""
+        with self._lock:
+            return orjson.dumps({"requests": self.seen, "first_seen_at": self.first_seen_at})
 
     def log_json(self) -> bytes:
         """The log serialized for ``GET /_control/log``."""
