@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli_guard import run_guarded
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.records import Item
     from flows.settings import RunConfig
+    from refine.errors import FieldProblem
 
 __all__ = ["app"]
 
@@ -91,6 +93,12 @@ def run(
             help="UNSAFE: run generated code with resource limits only where no sandbox runs.",
         ),
     ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Report bad input rows and run the rest (else refuse all)."
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -116,6 +124,7 @@ def run(
         "history": history,
         "cache_dir": cache_dir,
         "use_cache": False if no_cache else None,
+        "skip_invalid": True if skip_invalid else None,
         "endpoint": {
             "model": model,
             "base_url": base_url,
@@ -124,19 +133,23 @@ def run(
             "seed": seed,
         },
     }
-    summary = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
-    raise typer.Exit(0 if summary.failed == summary.failed_before == 0 else 1)
+    summary, skipped = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
+    raise typer.Exit(0 if summary.failed == summary.failed_before == skipped == 0 else 1)
 
 
 def _run(
     input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
-) -> BatchSummary:
+) -> tuple[BatchSummary, int]:
+    """The run's summary and how many input rows were left out as invalid."""
     # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
+    from flows.endpoint_probe import probe_endpoint
     from flows.local_endpoint import endpoint_for_run
-    from flows.runtime import load_checked_items
+    from flows.preflight import load_input
 
     config = build_run_config(overrides, config_file)  # flags over file over environment
-    items = load_checked_items(input_path, config)  # fail fast, before the model or Prefect
+    checked = load_input(input_path, config)  # fail fast, before the model or Prefect
+    if checked.skipped:
+        _print_skipped(input_path, checked.skipped)
     with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
         if not config.endpoint.send_api_key:
             Console(stderr=True).print(
@@ -144,7 +157,20 @@ def _run(
                 f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
                 highlight=False,
             )
-        return _run_batch(input_path, output, config, items, quiet)
+        elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
+            probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
+        summary = _run_batch(input_path, output, config, checked.items, quiet)
+        return summary, len(checked.skipped_lines)
+
+
+def _print_skipped(input_path: Path, skipped: list[FieldProblem]) -> None:
+    lines = "\n".join(f"  {input_path}:{problem}" for problem in skipped)
+    Console(stderr=True).print(
+        f"[yellow]skipped {len({p.line for p in skipped})} invalid row(s) (--skip-invalid):[/]\n"
+        + escape(lines),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _run_batch(

@@ -20,7 +20,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import SecretStr
 
 from flows.records import Usage
-from flows.retry import CallTimeoutError, build_retrying
+from flows.retry import CallTimeoutError, build_retrying, is_retryable, retry_after_seconds
 from flows.settings import EndpointConfig, RetryConfig
 from refine.errors import EndpointError, FatalEndpointError
 
@@ -202,11 +202,21 @@ class ChatClient:
             )
             self._fatal = fatal
             return fatal
+        asked = retry_after_seconds(exc)
+        if asked is not None and is_retryable(exc) and asked > self._retry_after_budget():
+            message += (
+                f"; it asked to retry after {asked:g} s, more than the retry budget allows "
+                f"(retry_after_max_s = {self.retry.retry_after_max_s:g}, "
+                f"max_elapsed_s = {self.retry.max_elapsed_s:g})"
+            )
         return EndpointError(
             f"{url} answered {status} after {attempts} attempt(s): {message}",
             status=status,
             url=url,
         )
+
+    def _retry_after_budget(self) -> float:
+        return min(self.retry.retry_after_max_s, self.retry.max_elapsed_s)
 
     def _completion(self, response: Any, latency_s: float, attempts: int) -> Completion:
         choices = getattr(response, "choices", None)

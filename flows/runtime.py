@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from flows.api_key import api_key_for
 from flows.cache import RequestCache
 from flows.client import ChatClient
-from flows.dataset import read_items
+from flows.endpoint_probe import probe_endpoint
 from flows.engine import Refiner, input_fields, step_variables
 from flows.loop_plan import LoopPlan, build_plan, check_loop_inputs
 from flows.model_calls import ModelCalls
@@ -59,10 +60,13 @@ def examples_for(config: RunConfig, kind: TaskKind) -> list[dict[str, Any]]:
 
 
 def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
-    """Read ``path`` and check it (see :func:`check_items`) before any request is sent."""
-    items = read_items(path)
-    check_items(items, config, path)
-    return items
+    """Read ``path`` and check it (see :func:`check_items`) before any request is sent.
+
+    Under ``config.skip_invalid`` bad rows are left out: see :func:`flows.preflight.load_input`.
+    """
+    from flows.preflight import load_input  # preflight builds on check_items below
+
+    return load_input(path, config).items
 
 
 def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
@@ -138,6 +142,10 @@ async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Re
     cache = RequestCache(config.cache_dir) if config.use_cache else None
     if cache is not None:
         cache.check_writable()
+    if config.endpoint.base_url:  # nothing listening there: one error now, not one per item
+        await asyncio.to_thread(
+            probe_endpoint, config.endpoint.base_url, config.retry.connect_timeout_s
+        )
     client = ChatClient(
         config.endpoint,
         config.retry,

@@ -145,6 +145,9 @@ class RunConfig(LoopFields):
     )
     max_output_chars: int | None = Field(default=None, gt=0)
     max_prompt_chars: int = Field(default=100_000, gt=0)
+    skip_invalid: bool = Field(
+        default=False, description="report bad input rows and run the rest (else: refuse all)"
+    )
     use_cache: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
     config_file: Path | None = None

@@ -64,6 +64,7 @@ class InputError(RefineError):
     def __init__(self, path: Path | str, problems: Sequence[FieldProblem], hint: str = "") -> None:
         self.path = Path(path)
         self.problems = list(problems)
+        self.hint = hint
         shown = "\n".join(
             f"  {self.path}:{p}" if p.line else f"  {self.path}: {p}" for p in self.problems[:50]
         )
