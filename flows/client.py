@@ -144,8 +144,12 @@ class ChatClient:
         except CallTimeoutError as exc:
             raise EndpointError(f"{exc} (after {attempts} attempt(s))") from None
         except json.JSONDecodeError as exc:  # a proxy's HTML page or a torn body, sent as a 200
+            # The request is never streamed, so a server-sent-events body (``data: ...``, an
+            # error event inside it) lands here too: quoting its start makes that plain.
+            start = redact(exc.doc[:120], self._secret)
             raise EndpointError(
-                f"answer from {self.endpoint.base_url} is not valid JSON: {exc}"
+                f"answer from {self.endpoint.base_url} is not valid JSON ({exc}); "
+                f"it begins {start!r}"
             ) from None
         except openai.OpenAIError as exc:
             message = redact(str(exc), self._secret)
