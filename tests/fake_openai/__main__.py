@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every request")
     parser.add_argument("--token-rate", type=float, default=None, help="completion tokens/s")
     parser.add_argument("--max-log", type=int, default=None, help="keep only the last N entries")
+    parser.add_argument("--keep-alive-s", type=float, default=30.0, help="idle keep-alive limit")
     args = parser.parse_args(argv)
     server = FakeOpenAI(
         args.host,
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency_ms / 1000,
         token_rate=args.token_rate,
         max_log=args.max_log,
+        keep_alive_s=args.keep_alive_s,
     )
 
     def announce() -> None:

@@ -59,6 +59,8 @@ class FakeOpenAI:
         latency: initial per-request delay in seconds.
         token_rate: initial tokens/second pacing of completions, ``None`` for none.
         max_log: keep only the last N log entries (0 keeps none), for long benchmarks.
+        keep_alive_s: how long an idle keep-alive connection stays open before the server
+            closes it (uvicorn's ``timeout_keep_alive``).
     """
 
     def __init__(
@@ -69,8 +71,10 @@ class FakeOpenAI:
         latency: float = 0.0,
         token_rate: float | None = None,
         max_log: int | None = None,
+        keep_alive_s: float = 30.0,
     ) -> None:
         self.host = host
+        self.keep_alive_s = keep_alive_s
         self._requested_port = port
         self.state = FakeState(max_log=max_log)
         self.state.set_latency(latency, token_rate)
@@ -173,7 +177,7 @@ class FakeOpenAI:
             lifespan="off",
             interface="asgi3",
             timeout_graceful_shutdown=1,
-            timeout_keep_alive=30,
+            timeout_keep_alive=self.keep_alive_s,  # type: ignore[arg-type]  # a float works
         )
         self._server = _Uvicorn(config, on_started)
         await self._server.serve(sockets=[sock])
