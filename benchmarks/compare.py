@@ -31,7 +31,7 @@ Figures = dict[str, Any]
 
 def run_contender(
     name: str, base_url: str, data: Path, args: argparse.Namespace, env: dict[str, str],
-    work: Path, chunk_size: int | None = None,
+    work: Path, chunk_size: int | None = None, cache_dir: Path | None = None,
 ) -> Figures:  # fmt: skip
     """One contender in its own process; its JSON figures plus the server's request count."""
     control = FakeOpenAIControl(base_url)
@@ -44,6 +44,8 @@ def run_contender(
     ]  # fmt: skip
     if chunk_size is not None:
         command += ["--chunk-size", str(chunk_size)]
+    if cache_dir is not None:
+        command += ["--cache-dir", str(cache_dir)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
