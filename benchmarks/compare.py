@@ -32,10 +32,15 @@ Figures = dict[str, Any]
 def run_contender(
     name: str, base_url: str, data: Path, args: argparse.Namespace, env: dict[str, str],
     work: Path, chunk_size: int | None = None, cache_dir: Path | None = None,
+    extra: tuple[str, ...] = (), fake_server: bool = True,
 ) -> Figures:  # fmt: skip
-    """One contender in its own process; its JSON figures plus the server's request count."""
-    control = FakeOpenAIControl(base_url)
-    before = control.stats()["requests"]
+    """One contender in its own process; its JSON figures plus the server's request count.
+
+    ``extra`` adds contender flags (model, sampling); with ``fake_server=False`` (a real model
+    server, which counts nothing for us) the contender's own count stands in for the server's.
+    """
+    control = FakeOpenAIControl(base_url) if fake_server else None
+    before = control.stats()["requests"] if control else 0
     command = [
         sys.executable, "-m", "benchmarks.contenders", name,
         "--base-url", base_url, "--data", str(data), "--items", str(args.items),
@@ -46,11 +51,14 @@ def run_contender(
         command += ["--chunk-size", str(chunk_size)]
     if cache_dir is not None:
         command += ["--cache-dir", str(cache_dir)]
+    command += extra
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
     figures: Figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["server_requests"] = control.stats()["requests"] - before
+    figures["server_requests"] = (
+        control.stats()["requests"] - before if control else figures["requests"]
+    )
     return figures
 
 

@@ -51,7 +51,7 @@ async def run_flow(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         use_cache=args.cache_dir is not None,
         cache_dir=args.cache_dir or Path("unused-cache"),
-        endpoint=EndpointConfig(base_url=args.base_url, model="m", max_tokens=512),
+        endpoint=EndpointConfig(base_url=args.base_url, model=args.model, **_sampling(args)),
         validators=[],
         rewards=[],
     )
@@ -60,25 +60,45 @@ async def run_flow(args: argparse.Namespace) -> int:
 
 
 async def run_asyncio(args: argparse.Namespace) -> int:
-    """The floor: T dependent calls per item, one semaphore, no orchestration, no cache."""
+    """The floor: T dependent calls per item, one semaphore, no orchestration, no cache.
+
+    It renders the same packaged ``generic`` templates our flow sends (system, ``initial`` at
+    step 1, ``refine`` with the last two drafts after), so both send the same prompts: on a real
+    model the prompt's length is much of a request's cost.
+    """
     import openai
 
+    from prompts import build_environment, build_variables
+
+    templates = build_environment()
     client = openai.AsyncOpenAI(base_url=args.base_url, api_key="no-key", max_retries=0)
     limit = asyncio.Semaphore(args.concurrency)
 
     async def one(i: int) -> None:
-        draft = ""
+        drafts: list[str] = []
         for step in range(1, args.steps + 1):
-            prompt = f"{PROMPT.format(i=i)}\n\nStep {step}. Previous draft:\n{draft}"
+            variables = build_variables(
+                "generic", step, args.steps, {"input": PROMPT.format(i=i)}, drafts=drafts[-2:]
+            )
             async with limit:
                 response = await client.chat.completions.create(
-                    model="m", messages=[{"role": "user", "content": prompt}], max_tokens=512
+                    model=args.model,
+                    messages=templates.render_messages("generic", step, variables),  # type: ignore[arg-type]
+                    **_sampling(args),
                 )
-            draft = response.choices[0].message.content or ""
+            drafts.append((response.choices[0].message.content or "").strip())
 
     await asyncio.gather(*(one(i) for i in range(args.items)))
     await client.close()
     return args.items * args.steps
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields every contender sends alike."""
+    sampling: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+    if args.stop:
+        sampling["stop"] = args.stop
+    return sampling
 
 
 def run_dspy(args: argparse.Namespace) -> int:
@@ -87,12 +107,12 @@ def run_dspy(args: argparse.Namespace) -> int:
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     lm = dspy.LM(
-        "openai/m",
+        f"openai/{args.model}",
         api_base=args.base_url,
         api_key="no-key",
         cache=False,
-        max_tokens=512,
         num_retries=0,
+        **_sampling(args),
     )
     dspy.configure(lm=lm)
 
@@ -128,7 +148,7 @@ def run_dspy(args: argparse.Namespace) -> int:
 
 _IMPORTS = {
     "flow": ("flows.batch", "flows.settings", "flows.lifecycle"),
-    "asyncio": ("openai",),
+    "asyncio": ("openai", "prompts"),
     "dspy": ("dspy",),
 }
 
@@ -180,6 +200,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--model", default="m")
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--stop", nargs="*", default=[])
     return parser.parse_args(argv)
 
 

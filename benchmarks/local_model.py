@@ -6,6 +6,11 @@ per slot, and prints requests/s and tokens/s. Slot counts alternate over ``--rep
 a noisy neighbour hurts both alike; figures are medians.
 
     python -m benchmarks.local_model --slots 1 2 --requests 12 --max-tokens 64 --repeat 3
+
+With ``--compare-slots N`` it instead runs our flow and the plain asyncio floor (same templates,
+same sampling, same requests in flight) against one server with N slots:
+
+    python -m benchmarks.local_model --compare-slots 4 --items 8 --steps 2 --max-tokens 48
 """
 
 from __future__ import annotations
@@ -65,7 +70,54 @@ async def load(base_url: str, model: str, requests: int, in_flight: int, max_tok
     }
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Our flow against the plain floor on one local model server with ``--compare-slots``."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.compare import print_table, run_contender, summarize
+    from benchmarks.contenders import write_dataset
+    from tests.prefect_server import PrefectServer
+
+    path = resolve_model_path(None)
+    work = Path(tempfile.mkdtemp(prefix="refine-local-compare-"))
+    data = write_dataset(work / "data.jsonl", args.items)
+    config = RunConfig(local_model=LocalModelConfig(parallel=args.compare_slots))
+    params = argparse.Namespace(
+        items=args.items, steps=args.steps, concurrency=2 * args.compare_slots
+    )
+    extra = ("--model", model_alias(path), "--max-tokens", str(args.max_tokens),
+             "--temperature", "0", "--stop", "###", "\n\n")  # fmt: skip
+    prefect = PrefectServer(work / "prefect")
+    prefect.start()
+    env = {**os.environ, **prefect.client_env()}
+    runs: dict[str, list[dict]] = {"flow (default)": [], "asyncio (floor)": []}
+    try:
+        with start_local_model(config, path) as url:
+            for round_ in range(args.repeat):
+                order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+                for label in order:
+                    name = "flow" if label.startswith("flow") else "asyncio"
+                    figures = run_contender(
+                        name, url, data, params, env, work, extra=extra, fake_server=False
+                    )
+                    runs[label].append(figures)
+                    print(f"round {round_ + 1} {label}: {figures['wall_s']:.1f} s, "
+                          f"{figures['requests']} requests", flush=True)  # fmt: skip
+    finally:
+        prefect.stop()
+    rows = [summarize(label, figures, args.items) for label, figures in runs.items()]
+    print(f"\nlocal model, {args.compare_slots} slots, {args.items} items x {args.steps} steps, "
+          f"{2 * args.compare_slots} in flight, max_tokens {args.max_tokens}, temperature 0; "
+          f"medians of {args.repeat} rounds")  # fmt: skip
+    print_table(rows, rows[1], None)
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.compare_slots:
+        compare(args)
+        return
     path = resolve_model_path(None)
     runs: dict[int, list[dict]] = {slots: [] for slots in args.slots}
     for round_ in range(args.repeat):
@@ -100,4 +152,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--compare-slots", type=int, default=0, help="instead: ours vs the floor at N slots"
+    )
+    parser.add_argument("--items", type=int, default=8, help="with --compare-slots")
+    parser.add_argument("--steps", type=int, default=2, help="with --compare-slots")
     main(parser.parse_args())
