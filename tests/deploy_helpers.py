@@ -48,11 +48,22 @@ def prefect_cli(args: list[str], env: dict[str, str]) -> str:
 
 
 @contextmanager
-def worker(pool: str, env: dict[str, str], log: Path, name: str) -> Iterator[None]:
+def worker(pool: str, env: dict[str, str], log: Path, name: str, *args: str) -> Iterator[None]:
     """``prefect worker start --pool POOL`` in its own process group, stopped afterwards."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", pool, "--name", name, "--type", "process"],
+            [
+                PREFECT,
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--name",
+                name,
+                "--type",
+                "process",
+                *args,
+            ],
             env=env,
             cwd=REPO,
             stdout=out,

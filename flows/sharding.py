@@ -1,0 +1,138 @@
+"""Scale-out: one dataset split into shards, each a sub-flow run of the ``refine_batch``
+deployment, so workers on several machines share it; the parts merge into one output.
+
+The shard inputs and output parts live next to the output (``OUT.shards/``), which every
+worker must reach at the same path (a shared disk). Each shard is an ordinary batch run: it
+resumes, and writes its records to its own part. The parent then appends every part's records
+to the output, skipping ids it already holds, so each item appears exactly once however often
+the parent or a shard was rerun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from flows.dataset import read_items
+from flows.deployments import batch_parameters
+from flows.output import OutputLog
+from flows.records import Trajectory
+from flows.run_labels import run_name
+from flows.settings import RunConfig
+
+__all__ = ["ShardedSummary", "merge_parts", "refine_sharded", "split_dataset"]
+
+
+class ShardedSummary(BaseModel):
+    """What a sharded run did: its shard runs and the merged output."""
+
+    output_path: Path
+    shards: int
+    shard_runs: list[str]
+    merged: int
+    records: int
+
+
+def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -> list[Path]:
+    """Write the items not in ``done`` round-robin into ``shards`` JSONL files (ids kept, so a
+    row named by its line number keeps that name); return the files, empty ones included."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"input-{i + 1}-of-{shards}.jsonl" for i in range(shards)]
+    handles = [path.open("w", encoding="utf-8") for path in paths]
+    try:
+        pending = (item for item in read_items(input_path) if item.id not in done)
+        for index, item in enumerate(pending):
+            row: dict[str, Any] = {"id": item.id, **item.fields}
+            if item.reference is not None:
+                row["reference"] = item.reference
+            handles[index % shards].write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        for handle in handles:
+            handle.close()
+    return paths
+
+
+def merge_parts(output_path: Path, parts: list[Path]) -> int:
+    """Append the parts' records to the output, each id once; return how many were added."""
+    added = 0
+    with OutputLog(output_path) as out:
+        for part in parts:
+            if not part.exists():
+                continue
+            with part.open("rb") as fh:
+                for raw in fh:
+                    if raw.endswith(b"\n"):
+                        added += out.append(Trajectory.model_validate_json(raw))
+    return added
+
+
+def _done_ids(output_path: Path) -> set[str]:
+    if not output_path.exists():
+        return set()
+    with OutputLog(output_path) as out:  # also repairs a torn tail
+        return set(out.finished)
+
+
+def _sharded_run_name() -> str:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    parameters = dict(context.parameters or {}) if context else {}
+    config = parameters.get("config")
+    config = config if isinstance(config, RunConfig) else RunConfig.model_validate(config or {})
+    name = run_name(parameters.get("input_path") or "dataset", config)
+    return f"{name} [{parameters.get('shards', '?')} shards]"
+
+
+@flow(name="refine-sharded", flow_run_name=_sharded_run_name, log_prints=False)
+async def refine_sharded(
+    input_path: Path,
+    output_path: Path,
+    config: RunConfig | None = None,
+    shards: int = 2,
+    deployment: str = "refine-batch/refine-batch",
+) -> ShardedSummary:
+    """Refine a dataset as ``shards`` runs of a ``refine_batch`` deployment, then merge.
+
+    Args:
+        input_path: the dataset; the shard files are written next to the output.
+        output_path: the merged output (resumed: finished ids are not sent again).
+        config: the run's settings, passed to every shard (no secret in them).
+        shards: how many shard runs; each goes to whichever worker of the pool takes it.
+        deployment: ``flow-name/deployment-name`` of a ``refine_batch`` deployment.
+    """
+    from prefect.deployments import run_deployment
+
+    config = config or RunConfig()
+    logger = get_run_logger()
+    folder = output_path.with_name(output_path.name + ".shards")
+    inputs = split_dataset(input_path, folder, shards, _done_ids(output_path))
+    parts = [folder / path.name.replace("input-", "output-") for path in inputs]
+    runs = await asyncio.gather(
+        *(
+            run_deployment(  # a sub-flow run of this one: the UI shows them together
+                deployment,
+                parameters=batch_parameters(shard_in, part, config),
+                timeout=None,  # wait for it
+            )
+            for shard_in, part in zip(inputs, parts, strict=True)
+        )
+    )
+    failed = [run.name for run in runs if not (run.state and run.state.is_completed())]
+    merged = await asyncio.to_thread(merge_parts, output_path, parts)
+    records = len(_done_ids(output_path))
+    logger.info("merged %d records from %d shards into %s", merged, shards, output_path)
+    if failed:
+        raise RuntimeError(f"shard runs did not complete: {', '.join(failed)}; rerun to resume")
+    return ShardedSummary(
+        output_path=output_path,
+        shards=shards,
+        shard_runs=[str(run.id) for run in runs],
+        merged=merged,
+        records=records,
+    )
