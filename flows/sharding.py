@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
@@ -24,6 +25,9 @@ from flows.output import OutputLog
 from flows.records import Trajectory
 from flows.run_labels import run_name
 from flows.settings import RunConfig
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 __all__ = ["ShardedSummary", "merge_parts", "refine_sharded", "split_dataset"]
 
@@ -113,16 +117,15 @@ async def refine_sharded(
     folder = output_path.with_name(output_path.name + ".shards")
     inputs = split_dataset(input_path, folder, shards, _done_ids(output_path))
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
-    runs = await asyncio.gather(
-        *(
-            run_deployment(  # a sub-flow run of this one: the UI shows them together
-                deployment,
-                parameters=batch_parameters(shard_in, part, config),
-                timeout=None,  # wait for it
-            )
-            for shard_in, part in zip(inputs, parts, strict=True)
+    calls: list[Awaitable[FlowRun]] = [
+        run_deployment(  # type: ignore[misc]  # async caller: awaitable; a sub-flow run of this one
+            deployment,
+            parameters=batch_parameters(shard_in, part, config),
+            timeout=None,  # wait for it
         )
-    )
+        for shard_in, part in zip(inputs, parts, strict=True)
+    ]
+    runs = await asyncio.gather(*calls)
     failed = [run.name for run in runs if not (run.state and run.state.is_completed())]
     merged = await asyncio.to_thread(merge_parts, output_path, parts)
     records = len(_done_ids(output_path))
