@@ -192,10 +192,11 @@ def _run_batch(
                 await asyncio.wait([flow_run], timeout=0.5)
             return flow_run.result()
 
-    from flows.lifecycle import drain_prefect_workers
+    from flows.lifecycle import drain_prefect_workers, offline_prefect
 
     try:
-        summary = asyncio.run(main())
+        with offline_prefect():
+            summary = asyncio.run(main())
     finally:
         drain_prefect_workers()
     _print_summary(summary)
