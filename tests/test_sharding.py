@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
@@ -95,7 +96,8 @@ async def test_sharded_run_on_two_workers_writes_every_item_once(
             async with get_client() as client:
                 shard_runs = [await client.read_flow_run(run_id) for run_id in summary.shard_runs]
     finally:
-        drain_prefect_workers()  # the parent's logs, before their server goes
+        # the parent's logs, before their server goes (off the loop: it drains synchronously)
+        await asyncio.to_thread(drain_prefect_workers)
         server.stop()
 
     records = read_records(out)
