@@ -11,7 +11,13 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +29,7 @@ from pydantic import SecretStr
 from flows.records import Usage
 from flows.retry import CallTimeoutError, build_retrying, is_retryable, retry_after_seconds
 from flows.settings import EndpointConfig, RetryConfig
-from refine.errors import EndpointError, FatalEndpointError
+from refine.errors import ConfigError, EndpointError, FatalEndpointError
 
 __all__ = ["ChatClient", "Completion"]
 
@@ -97,6 +103,29 @@ def _token_logprobs(choice: dict[str, Any]) -> tuple[float, ...] | None:
             return None  # a malformed entry: no logprobs rather than wrong ones
         values.append(float(value))
     return tuple(values)
+
+
+@asynccontextmanager
+async def _prefect_slot(name: str, wait_s: float) -> AsyncIterator[None]:
+    """Hold one slot of the Prefect global concurrency limit ``name``; a missing limit is a
+    configuration error, not a reason to send requests unlimited."""
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
+
+    async with AsyncExitStack() as held:
+        try:  # only the acquisition: a deadline expiring inside the call is not ours to rename
+            await held.enter_async_context(
+                concurrency(name, occupy=1, strict=True, timeout_seconds=wait_s)
+            )
+        except TimeoutError:
+            raise EndpointError(
+                f"no slot of global concurrency limit {name!r} came free within {wait_s:g} s"
+            ) from None
+        except ConcurrencySlotAcquisitionError as exc:
+            raise ConfigError(
+                f"global concurrency limit {name!r} ([endpoint] global_limit) is not usable: "
+                f"{exc}; create it with: prefect gcl create {name} --limit N"
+            ) from None
+        yield
 
 
 class ChatClient:
@@ -173,7 +202,7 @@ class ChatClient:
             self.http_attempts += 1
             deadline = self.retry.call_deadline_s
             try:
-                async with asyncio.timeout(deadline):
+                async with self._global_slot(), asyncio.timeout(deadline):
                     # The SDK's documented low-level ``post``: ``chat.completions.create`` first
                     # walks the messages through its TypedDict transform, which cost about
                     # 1.6 ms of CPU per request here and changes nothing in a chat body. The
@@ -190,6 +219,16 @@ class ChatClient:
                 raise CallTimeoutError(
                     f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
                 ) from None
+
+    def _global_slot(self) -> AbstractAsyncContextManager[object]:
+        """A slot of the endpoint's Prefect global concurrency limit, when one is named.
+
+        Like the local semaphore, waiting for it is not time on the wire, so the call's
+        deadline starts after it; the wait itself is bounded by ``max_elapsed_s``.
+        """
+        if self.endpoint.global_limit is None:
+            return nullcontext()
+        return _prefect_slot(self.endpoint.global_limit, self.retry.max_elapsed_s)
 
     def _body(self, messages: list[Message], logprobs: bool) -> dict[str, Any]:
         body: dict[str, Any] = {**self.endpoint.extra_body, **self.endpoint.sampling()}

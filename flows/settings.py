@@ -65,6 +65,13 @@ class EndpointConfig(_Strict):
     seed: int | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    global_limit: str | None = Field(
+        default=None,
+        description=(
+            "a Prefect global concurrency limit every request holds a slot of, across all "
+            "workers (create it: prefect gcl create NAME --limit N); two API calls a request"
+        ),
+    )
     send_api_key: bool = Field(
         default=True, description="False for the embedded local model: no key leaves the process"
     )
