@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from refine.errors import ConfigError
 
 __all__ = ["RequestCache", "request_key"]
@@ -54,8 +56,8 @@ class RequestCache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored answer for ``key``, or None when absent or unreadable."""
         try:
-            entry = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            entry = orjson.loads(self._path(key).read_bytes())
+        except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
             return None
         if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
             return None

@@ -119,6 +119,9 @@ class TemplateEnvironment:
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
+            # A run's templates are fixed once it starts: without this, every render of every
+            # request stats each template file (and each include) to see if it changed.
+            auto_reload=False,
         )
 
     @property
