@@ -144,8 +144,12 @@ def rouge_l(use_stemmer: bool = True) -> Reward:
     """
     _require("rouge_l", "use_stemmer", use_stemmer, bool)
     from rouge_score.rouge_scorer import RougeScorer
+    from rouge_score.tokenizers import DefaultTokenizer
 
-    scorer = RougeScorer(["rougeL"], use_stemmer=use_stemmer)
+    # The same tokenizer RougeScorer picks by default, passed in: left to choose, it logs that
+    # choice through absl, whose first log call runs logging.basicConfig() on an unconfigured
+    # root logger and turns every later Prefect log line into plain "INFO:prefect..." text.
+    scorer = RougeScorer(["rougeL"], tokenizer=DefaultTokenizer(use_stemmer))
 
     def reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
         scores = scorer.score_multi(item_references(item), draft.text)

@@ -378,3 +378,15 @@ def test_registries_are_fresh_per_run() -> None:
 def test_register_needs_an_identifier() -> None:
     with pytest.raises(ConfigError, match="reward names must be identifiers, got 'test-pass'"):
         RewardRegistry().register("test-pass", lambda: loglik)
+
+
+def test_building_rouge_l_leaves_the_root_logger_alone() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import logging; from postprocess.reward_registry import build_rewards; "
+        "build_rewards(['rouge_l']); print(len(logging.getLogger().handlers))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0", done.stderr  # nothing configured logging behind our back
