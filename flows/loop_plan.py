@@ -94,6 +94,12 @@ def build_plan(config: RunConfig) -> LoopPlan:
     validators = build_validators(config.validators or [], base_dir, validator_registry)
     rewards = build_rewards(config.rewards or [], reward_registry)
     plan = LoopPlan(tuple(validators), tuple(rewards), sandbox)
+    if config.stop.stop_when_valid and not validators:  # would never fire: say so now
+        raise ConfigError(
+            f"stop.stop_when_valid needs a validator, and none is configured for task "
+            f"{config.task!r}; add one (known validators: "
+            f"{', '.join(validator_registry.names())}) or drop stop_when_valid"
+        )
     if plan.primary is None:
         needs = {
             'select = "best"': config.select == "best",

@@ -80,6 +80,14 @@ def test_rules_that_need_a_reward_fail_without_one() -> None:
             build_plan(RunConfig(task="generic", rewards=[], **changes))  # type: ignore[arg-type]
 
 
+def test_stop_when_valid_without_a_validator_fails_instead_of_never_firing() -> None:
+    config = RunConfig(task="summarize", validators=[], stop={"stop_when_valid": True})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="stop_when_valid needs a validator.*python_compiles"):
+        build_plan(config)
+    codegen = with_task_defaults(RunConfig(task="codegen"), [])
+    assert build_plan(codegen).validators  # the codegen default pairs it with python_compiles
+
+
 def test_stop_rules_in_order() -> None:
     assert reason([draft(1, 0.2)], stop_when_valid=True) == "valid"
     assert reason([draft(1, 0.2, ("bad",))], stop_when_valid=True) is None
