@@ -101,6 +101,13 @@ def run(
     ] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    task_runner: Annotated[
+        str, typer.Option(help="'default', or 'dask': shards on Dask workers (prefect-dask).")
+    ] = "default",
+    shards: Annotated[int, typer.Option(help="With --task-runner dask: how many shards.")] = 2,
+    dask_address: Annotated[
+        str | None, typer.Option(help="With --task-runner dask: a cluster (else a local one).")
+    ] = None,
 ) -> None:
     """Refine every row of INPUT in T steps; write one JSON line per item to --output."""
     overrides: dict[str, Any] = {
@@ -133,8 +140,49 @@ def run(
             "seed": seed,
         },
     }
+    if task_runner != "default":
+        failed = run_guarded(
+            lambda: _run_dask(
+                input_path, output, config, overrides, task_runner, shards, dask_address
+            )
+        )
+        raise typer.Exit(0 if failed == 0 else 1)
     summary, skipped = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
     raise typer.Exit(0 if summary.failed == summary.failed_before == skipped == 0 else 1)
+
+
+def _run_dask(
+    input_path: Path,
+    output: Path,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    task_runner: str,
+    shards: int,
+    address: str | None,
+) -> int:
+    """Shards on Dask workers (see flows/dask_shards.py); returns the failed records' count."""
+    from flows.dask_shards import run_on_dask
+    from flows.endpoint_probe import probe_endpoint
+    from flows.preflight import load_input
+    from refine.errors import ConfigError
+
+    if task_runner != "dask":
+        raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
+    config = build_run_config(overrides, config_file)
+    config.endpoint.require_target()  # each worker needs the endpoint: no local model here
+    load_input(input_path, config)  # every row checked before any worker starts
+    probe_endpoint(str(config.endpoint.base_url), config.retry.connect_timeout_s)
+    summary = run_on_dask(input_path, output, config, shards, address)
+    table = Table(title="refine run (dask)", show_header=False)
+    for label, value in [
+        ("output", str(summary.output_path)),
+        ("shards / worker processes", f"{summary.shards} / {len(summary.worker_pids)}"),
+        ("records merged now / in all", f"{summary.merged} / {summary.records}"),
+        ("ok / failed", f"{summary.ok} / {summary.failed}"),
+    ]:
+        table.add_row(label, value)
+    Console().print(table)
+    return summary.failed
 
 
 def _run(

@@ -29,7 +29,7 @@ from flows.settings import RunConfig
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
-__all__ = ["ShardedSummary", "merge_parts", "refine_sharded", "split_dataset"]
+__all__ = ["ShardedSummary", "done_ids", "merge_parts", "refine_sharded", "split_dataset"]
 
 
 class ShardedSummary(BaseModel):
@@ -75,7 +75,7 @@ def merge_parts(output_path: Path, parts: list[Path]) -> int:
     return added
 
 
-def _done_ids(output_path: Path) -> set[str]:
+def done_ids(output_path: Path) -> set[str]:
     if not output_path.exists():
         return set()
     with OutputLog(output_path) as out:  # also repairs a torn tail
@@ -115,7 +115,7 @@ async def refine_sharded(
     config = config or RunConfig()
     logger = get_run_logger()
     folder = output_path.with_name(output_path.name + ".shards")
-    inputs = split_dataset(input_path, folder, shards, _done_ids(output_path))
+    inputs = split_dataset(input_path, folder, shards, done_ids(output_path))
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
     calls: list[Awaitable[FlowRun]] = [
         run_deployment(  # type: ignore[misc]  # async caller: awaitable; a sub-flow run of this one
@@ -128,7 +128,7 @@ async def refine_sharded(
     runs = await asyncio.gather(*calls)
     failed = [run.name for run in runs if not (run.state and run.state.is_completed())]
     merged = await asyncio.to_thread(merge_parts, output_path, parts)
-    records = len(_done_ids(output_path))
+    records = len(done_ids(output_path))
     logger.info("merged %d records from %d shards into %s", merged, shards, output_path)
     if failed:
         raise RuntimeError(f"shard runs did not complete: {', '.join(failed)}; rerun to resume")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -74,6 +75,10 @@ class InputError(RefineError):
         text = f"{self.path}: {len(self.problems)} problem(s) in the input\n{shown}"
         super().__init__(text + (f"\n{hint}" if hint else ""))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments: a shard's error crosses process boundaries (Dask).
+        return (type(self), (self.path, self.problems, self.hint))
+
 
 class MissingFieldsError(InputError):
     """Rows lack fields that their templates use; every missing name is reported at once."""
@@ -88,6 +93,9 @@ class EndpointError(RefineError):
 
     exit_code = 1
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_endpoint_error, (type(self), str(self), self.status, self.url))
+
     def __init__(self, message: str, *, status: int | None = None, url: str | None = None) -> None:
         self.status = status
         self.url = url
@@ -98,3 +106,10 @@ class FatalEndpointError(EndpointError):
     """The endpoint refused the request in a way no retry or later item can fix (401/403/404)."""
 
     exit_code = 2
+
+
+def _rebuild_endpoint_error(
+    cls: type[EndpointError], message: str, status: int | None, url: str | None
+) -> EndpointError:
+    """Unpickle an endpoint error (its status and URL are keyword-only arguments)."""
+    return cls(message, status=status, url=url)

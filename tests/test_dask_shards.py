@@ -1,0 +1,73 @@
+"""Shards on a real local Dask cluster (worker processes) against the fake server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flows.dask_shards import dask_task_runner, refine_on_dask
+from tests.batch_helpers import make_config
+from tests.cli_helpers import cli_env, fake_server_process, read_records, run_refine
+from tests.fake_openai import FakeOpenAI, FakeOpenAIControl
+from tests.prefect_server import PrefectServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_every_item_once_from_two_dask_workers(fake_server: FakeOpenAI, tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"id": "{i}", "text": "text {i}"}}\n' for i in range(12)))
+    out = tmp_path / "out.jsonl"
+    config = make_config(fake_server, tmp_path, steps=2, concurrency=4)
+    runner = dask_task_runner(shards=2, address=None)
+    summary = refine_on_dask.with_options(task_runner=runner)(data, out, config, shards=2)
+
+    records = read_records(out)
+    assert sorted(r["id"] for r in records) == sorted(str(i) for i in range(12))
+    assert all(r["status"] == "ok" and len(r["drafts"]) == 2 for r in records)
+    assert summary.merged == summary.records == 12
+    assert len(summary.worker_pids) == 2 and os.getpid() not in summary.worker_pids
+    assert len(fake_server.chat_requests()) == 24
+    parts = sorted((tmp_path / "out.jsonl.shards").glob("output-*.jsonl"))
+    assert [len(read_records(p)) for p in parts] == [6, 6]
+
+    again = refine_on_dask.with_options(task_runner=dask_task_runner(2, None))(
+        data, out, config, shards=2
+    )
+    assert again.merged == 0 and len(read_records(out)) == 12  # resumed: nothing twice
+    assert len(fake_server.chat_requests()) == 24
+
+
+def test_refine_run_with_the_dask_task_runner(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"id": "{i}", "input": "task {i}"}}\n' for i in range(8)))
+    out = tmp_path / "out.jsonl"
+    with fake_server_process() as url:
+        result = run_refine(
+            ["run", str(data), "-o", str(out), "--base-url", url, "--model", "m", "--steps", "2",
+             "--task-runner", "dask", "--shards", "2"],
+            cli_env(prefect_server, tmp_path),
+        )  # fmt: skip
+        sent = len(FakeOpenAIControl(url).chat_requests())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 / 2" in result.stdout  # shards / worker processes
+    assert sorted(r["id"] for r in read_records(out)) == [str(i) for i in range(8)]
+    assert sent == 16
+
+
+def test_dask_needs_a_prefect_server_every_worker_reaches(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"id": "1", "input": "x"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    with fake_server_process() as url:
+        result = run_refine(
+            ["run", str(data), "--base-url", url, "--model", "m", "--task-runner", "dask"], env
+        )
+    assert result.returncode == 2
+    assert "needs a Prefect server that every Dask worker reaches" in result.stderr
