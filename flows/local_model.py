@@ -95,14 +95,21 @@ class LocalModelConfig(BaseModel):
 
 
 def check_local_extra() -> None:
-    """Raise ConfigError, naming the install command, unless llama-cpp-python's server exists."""
+    """Raise ConfigError, naming the install command, unless llama-cpp-python's server exists.
+
+    Looks on disk only: ``find_spec("llama_cpp.server")`` would import ``llama_cpp`` and load
+    its native library into this process, which never runs the model itself.
+    """
     missing = [
         name
         for name in ("llama_cpp", "uvicorn", "starlette", "httpx")
         if importlib.util.find_spec(name) is None
     ]
-    if not missing and importlib.util.find_spec("llama_cpp.server") is None:
-        missing = ["llama_cpp.server"]
+    if not missing:
+        package = importlib.util.find_spec("llama_cpp")
+        folders = list(package.submodule_search_locations or []) if package else []
+        if not any((Path(folder) / "server" / "__init__.py").is_file() for folder in folders):
+            missing = ["llama_cpp.server"]
     if missing:
         raise ConfigError(
             "no endpoint is configured, so refine would serve the local model, but "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,5 +58,20 @@ def test_an_unknown_local_model_key_names_the_file_and_field(tmp_path: Path) -> 
 
 
 def test_threads_are_shared_between_slots() -> None:
-    assert LocalModelConfig(parallel=2, threads=None).threads_per_slot() >= 1
+    cores = os.cpu_count() or 1
+    assert LocalModelConfig(parallel=2, threads=None).threads_per_slot() == max(1, cores // 2)
+    assert LocalModelConfig(parallel=4 * cores, threads=None).threads_per_slot() == 1
     assert LocalModelConfig(parallel=1, threads=3).threads_per_slot() == 3
+
+
+def test_checking_the_extra_does_not_load_llama_cpp() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from flows.local_model import check_local_extra; check_local_extra(); "
+        "print('llama_cpp' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # the extra is installed where tests run
+    assert done.stdout.strip() == "False"
