@@ -12,7 +12,6 @@ module global, so one run's registrations cannot leak into another.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ from postprocess.cleaners import (
     truncate_chars,
 )
 from postprocess.filters import reject_empty, reject_if, reject_longer, reject_unless
+from postprocess.specs import import_reference, is_reference
 from postprocess.text_cleaners import (
     drop_lines,
     extract_json,
@@ -52,7 +52,6 @@ CleanerFactory = Callable[..., Cleaner]
 """Builds a cleaner from a spec's argument: none (``"strip"``) or one (``"name:2000"``)."""
 
 _INTEGER = re.compile(r"[+-]?\d+")
-_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 
 
 @dataclass(frozen=True)
@@ -135,8 +134,9 @@ class CleanerRegistry:
         name = name.strip()
         if name in self._factories:
             return self._build(spec, name, raw if sep else None)
-        if sep and _DOTTED.fullmatch(name) and _DOTTED.fullmatch(raw.strip()):
-            return _import_cleaner(spec, name, raw.strip())
+        reference = f"{name}:{raw.strip()}"
+        if sep and is_reference(reference):
+            return _import_cleaner(spec, reference)
         raise ConfigError(
             f"unknown cleaner {name!r}; known cleaners: {', '.join(self.names())}; "
             "a user cleaner is named as 'package.module:function'"
@@ -216,17 +216,9 @@ def _check_arity(name: str, factory: CleanerFactory, argument: Argument | None) 
         pass
 
 
-def _import_cleaner(spec: str, module_name: str, attribute: str) -> Cleaner:
+def _import_cleaner(spec: str, reference: str) -> Cleaner:
     """Import ``module:function`` (the attribute may be dotted) and check it is callable."""
-    try:
-        target: object = importlib.import_module(module_name)
-    except Exception as exc:  # a user module failing at import is a configuration problem
-        raise ConfigError(f"cleaner {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f"cleaner {spec!r}: {module_name} has no {attribute!r}") from None
+    target = import_reference(reference, f"cleaner {spec!r}")
     if not callable(target):
         raise ConfigError(f"cleaner {spec!r} is a {type(target).__name__}, not a function")
     return target  # type: ignore[return-value]
