@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flows.cli_eval import eval_command
 from flows.cli_guard import run_guarded
 from flows.cli_model import serve_model
 from flows.cli_ops import register_ops
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(templates_app, name="templates")
 app.command("serve-model")(serve_model)
+app.command("eval")(eval_command)
 register_ops(app)  # server, serve, deploy
 
 

@@ -1,1 +1,2 @@
-"""Shared foundations of prefect-refine that every layer may import (only the error tree)."""
+"""Shared foundations of prefect-refine that every layer may import: the error tree, JSONL
+parsing and atomic file writes."""
