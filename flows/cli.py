@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.cli_eval import eval_command
+from flows.cli_export import export_command
 from flows.cli_guard import run_guarded
 from flows.cli_model import serve_model
 from flows.cli_ops import register_ops
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(templates_app, name="templates")
 app.command("serve-model")(serve_model)
+app.command("export")(export_command)
 app.command("eval")(eval_command)
 register_ops(app)  # server, serve, deploy
 
