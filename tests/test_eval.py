@@ -73,7 +73,7 @@ def _mean(values: list[float]) -> float:
 def _is_png(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert len(data) > 10_000, f"{path} is only {len(data)} bytes"
+    assert len(data) > 5_000, f"{path} is only {len(data)} bytes"
     with Image.open(io.BytesIO(data)) as image:
         image.verify()
     with Image.open(io.BytesIO(data)) as image:
