@@ -31,6 +31,8 @@ def reward_plot(report: EvalReport) -> bytes:
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     steps = [row.step for row in report.steps]
+    if not any(row.rewards[label].n for row in report.steps for label in report.reward_labels):
+        ax.text(0.5, 0.5, "no reward recorded", ha="center", va="center", transform=ax.transAxes)
     for label in report.reward_labels:
         rows = [(r.step, r.rewards[label]) for r in report.steps if r.rewards[label].n]
         if not rows:
@@ -58,6 +60,7 @@ def reward_plot(report: EvalReport) -> bytes:
                     label=f"{report.primary}, {row.selection} draft: {value.mean:.3f}",
                 )
     ax.set_xticks(steps or [1])
+    ax.set_xlim(0.8, max(steps, default=1) + 0.2)
     ax.set_xlabel("step t")
     ax.set_ylabel("reward (mean ± 1 sd over items)")
     ax.set_title(f"Reward per step: {Path(report.source).name}", fontsize=10)

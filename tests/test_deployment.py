@@ -146,6 +146,55 @@ async def test_prefect_yaml_deployment_runs_on_a_worker_and_shows_in_the_ui(
         shutil.copy(screenshot, REPO / target)
 
 
+async def test_eval_deployment_runs_on_a_worker_and_its_plots_render_in_the_ui(
+    on_ui_server: PrefectServer, tmp_path: Path
+) -> None:
+    from prefect.deployments import run_deployment
+
+    from tests.test_dashboard import flow_run_artifacts
+
+    env = prefect_env(on_ui_server)
+    prefect_cli(["work-pool", "create", "refine-eval", "--type", "process"], env)
+    prefect_cli(["deploy", "--name", "refine-eval-nightly", "--pool", "refine-eval"], env)
+    out = tmp_path / "out.jsonl"
+    with fake_server_process() as base_url:  # a real run's output to evaluate
+        done = subprocess.run(
+            [REFINE, "run", str(write_dataset(tmp_path / "notes.jsonl", 4)), "-o", str(out),
+             "--task", "summarize", "--steps", "2", "--base-url", base_url, "--model", "m",
+             "--quiet"],
+            env={**env, "REFINE_CACHE_DIR": str(tmp_path / "cache")},
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with worker("refine-eval", env, tmp_path / "worker.log", "worker-eval"):
+        flow_run = await run_deployment(
+            "refine-eval/refine-eval-nightly",
+            parameters={"output": str(out), "out_dir": str(tmp_path / "eval")},
+            timeout=0,
+        )
+        flow_run = await wait_for_flow_run(flow_run.id)
+    assert flow_run.state_type.value == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
+    assert flow_run.name == "eval · out.jsonl"
+    assert (tmp_path / "eval" / "cost_quality.png").is_file()
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        images = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
+    image = next(a for a in images if a.key == "refine-eval-out-reward-per-step")
+    assert json.loads((await flow_run_artifacts(flow_run.id))["table"].data)[0]["row"] == "step 1"
+    page = f"http://127.0.0.1:{on_ui_server.port}/artifacts/artifact/{image.id}"
+    screenshot = tmp_path / "artifact.png"
+    dom = chromium(page, tmp_path, screenshot)
+    assert '<img src="data:image/png;base64,' in dom.replace("'", '"')
+    assert screenshot.stat().st_size > 20_000
+    if target := os.environ.get("REFINE_DOCS_ARTIFACT_SCREENSHOT"):
+        shutil.copy(screenshot, REPO / target)
+
+
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
