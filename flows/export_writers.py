@@ -1,8 +1,8 @@
 """Writing export lines to JSONL or Parquet, never leaving a half-written file behind.
 
-Lines go to a temporary file in the target's folder, which replaces the target (``os.replace``)
-only once every line is written; on any error the temporary file is removed and the target is
-as it was. JSONL is streamed a line at a time; Parquet goes through ``pyarrow``'s
+Lines go to a temporary file in the target's folder, which replaces the target only once every
+line is written (:mod:`refine.atomic_file`); on any error the temporary file is removed and the
+target is as it was. JSONL is streamed a line at a time; Parquet goes through ``pyarrow``'s
 ``ParquetWriter`` in batches, with an explicit schema per format (see docs/export.md).
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -19,6 +17,7 @@ from typing import IO, Any, Literal, Protocol
 from pydantic import BaseModel
 
 from flows.export_formats import ExportFormat
+from refine.atomic_file import atomic_write
 from refine.errors import ConfigError
 
 __all__ = ["ExportWriter", "FileKind", "file_kind", "open_export", "parquet_row", "parquet_schema"]
@@ -66,7 +65,7 @@ class _JsonlWriter:
         self._fh.write(text.encode("utf-8") + b"\n")
 
     def close(self) -> None:
-        self._fh.close()
+        self._fh.flush()  # atomic_write closes the file
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -148,13 +147,13 @@ def parquet_schema(fmt: ExportFormat, with_reference: bool) -> Any:
 
 
 class _ParquetWriter:
-    def __init__(self, path: Path, fmt: ExportFormat, with_reference: bool) -> None:
+    def __init__(self, fh: IO[bytes], fmt: ExportFormat, with_reference: bool) -> None:
         import pyarrow.parquet as pq
 
         self._fmt = fmt
         self._with_reference = with_reference
         self._schema = parquet_schema(fmt, with_reference)
-        self._writer = pq.ParquetWriter(str(path), self._schema)
+        self._writer = pq.ParquetWriter(fh, self._schema)  # a file object: left open
         self._rows: list[dict[str, Any]] = []
 
     def write(self, line: BaseModel) -> None:
@@ -179,28 +178,19 @@ class _ParquetWriter:
 
 @contextlib.contextmanager
 def open_export(path: Path, fmt: ExportFormat, with_reference: bool) -> Iterator[ExportWriter]:
-    """A writer whose lines appear at ``path`` all at once when the block ends without error."""
+    """A writer whose lines appear at ``path`` all at once when the block ends without error
+    (:func:`refine.atomic_file.atomic_write`); on an error ``path`` is left as it was."""
     kind = file_kind(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise ConfigError(f"--to {path}: cannot write here ({exc.strerror})") from None
-    os.close(fd)  # reopened by name: the Parquet writer wants a path, not a descriptor
-    temp = Path(temp_name)
-    writer: _JsonlWriter | _ParquetWriter | None = None
-    try:
-        temp.chmod(0o644)  # mkstemp's 0600 would make the export private to its writer
-        if kind == "jsonl":
-            writer = _JsonlWriter(temp.open("wb"), fmt, with_reference)
-        else:
-            writer = _ParquetWriter(temp, fmt, with_reference)
-        yield writer
-        writer.close()
-        os.replace(temp, path)
-    except BaseException:
-        if writer is not None:
+    with atomic_write(path) as fh:
+        writer = (
+            _JsonlWriter(fh, fmt, with_reference)
+            if kind == "jsonl"
+            else _ParquetWriter(fh, fmt, with_reference)
+        )
+        try:
+            yield writer
+        except BaseException:
             with contextlib.suppress(Exception):
-                writer.close()
-        temp.unlink(missing_ok=True)
-        raise
+                writer.close()  # the temp file goes anyway: only release the writer
+            raise
+        writer.close()

@@ -322,7 +322,8 @@ def from_parquet(row: dict[str, Any], fmt: str) -> dict[str, Any]:
         return None if text is None else json.loads(text)
 
     holder = row["state"] if fmt == "trajectory" else row
-    holder["reference"] = parsed(holder.pop("reference_json"))
+    if "reference_json" in holder:
+        holder["reference"] = parsed(holder.pop("reference_json"))
     if fmt == "trajectory":
         row["state"]["x"] = parsed(row["state"].pop("x_json"))
         row["rewards"] = dict(row["rewards"])
@@ -380,18 +381,35 @@ def test_flag_errors_exit_2_and_create_nothing(run: Run, tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_ids_missing_from_the_dataset_are_an_error_and_the_target_is_untouched(
-    run: Run, tmp_path: Path
+    run: Run, tmp_path: Path, suffix: str
 ) -> None:
     rows = [json.loads(line) for line in run.data.read_text().splitlines()]
     partial = write_rows(tmp_path / "partial.jsonl", [r for r in rows if r["id"] == "clock"])
-    to = tmp_path / "sft.jsonl"
+    to = tmp_path / f"sft{suffix}"
     to.write_text("earlier export\n")
     code, out = export(run, "--format", "sft", "--input", str(partial), "--to", str(to))
     assert code == 2
     assert "'cookie' is not in" in out and "5 record(s) in all have ids the dataset lacks" in out
     assert to.read_text() == "earlier export\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.jsonl", "sft.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.jsonl", to.name]
+
+
+def test_a_large_export_streams_and_parquet_batches_match_jsonl(run: Run, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    big = tmp_path / "big.jsonl"
+    with big.open("w", encoding="utf-8") as fh:
+        for copy in range(200):  # 2,600 trajectory lines: three Parquet batches
+            for record in run.records.values():
+                fh.write(json.dumps({**record, "id": f"{record['id']}-{copy}"}) + "\n")
+    jsonl, parquet = tmp_path / "t.jsonl", tmp_path / "t.parquet"
+    for to in (jsonl, parquet):
+        result = CliRunner().invoke(app, ["export", str(big), "--to", str(to)])
+        assert result.exit_code == 0, result.output
+    rows = [from_parquet(row, "trajectory") for row in pq.read_table(parquet).to_pylist()]
+    assert len(rows) == 2600 and rows == lines_of(jsonl)
 
 
 def test_a_malformed_line_names_its_number_and_a_torn_tail_is_skipped(
