@@ -161,11 +161,22 @@ def compare_table(report: CompareReport) -> Table:
             f"tokens per item A {report.tokens_a_mean:,.0f}, B {report.tokens_b_mean:,.0f}"
         ),
     )
-    for column in compare_rows(report)[0]:
-        table.add_column(column, justify="left" if column == "row" else "right")
+    for column in ("", "pairs", "A", "B", "B − A", f"{_level(report)} interval"):
+        table.add_column(column, justify="left" if not column else "right")
     for row in compare_rows(report):
-        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+        low, high = row["interval low"], row["interval high"]
+        table.add_row(
+            row["row"],
+            str(row["pairs"]),
+            *("-" if row[k] is None else f"{row[k]:.4f}" for k in ("A mean", "B mean")),
+            "-" if row["B - A"] is None else f"{row['B - A']:+.4f}",
+            "" if low is None else f"{low:+.4f} .. {high:+.4f}",
+        )
     return table
+
+
+def _level(report: CompareReport) -> str:
+    return f"{report.interval.level:.0%}" if report.interval else ""
 
 
 def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
