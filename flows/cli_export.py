@@ -258,5 +258,13 @@ def export_command(
         config_file=config,
         overrides={"task": task, "template_dirs": template_dir or None},
     )
-    summary = run_guarded(lambda: run_export(request))
+
+    def action() -> ExportSummary:
+        try:
+            return run_export(request)
+        except KeyboardInterrupt:  # run_guarded's own message speaks of resuming a run
+            Console(stderr=True).print(f"interrupted: {escape(str(to))} is as it was")
+            raise typer.Exit(130) from None
+
+    summary = run_guarded(action)
     Console().print(escape(summary.report(request)), highlight=False, soft_wrap=True)

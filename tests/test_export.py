@@ -373,6 +373,8 @@ def test_flag_errors_exit_2_and_create_nothing(run: Run, tmp_path: Path) -> None
         (["--format", "preference", "--to", str(to)], "needs --input"),
         (["--with-reference", "--to", str(to)], "--with-reference needs --input"),
         (["--margin", "0.1", "--to", str(to)], "--margin and --pairs apply to"),
+        (["--format", "preference", "--pairs", "some", "--to", str(to)], "--pairs 'some'"),
+        (["--min-reward", "0.5", "--to", str(to)], "--min-reward applies to"),
         (["--to", str(run.output)], "would overwrite an input"),
     ]
     for args, message in cases:
@@ -423,6 +425,13 @@ def test_a_malformed_line_names_its_number_and_a_torn_tail_is_skipped(
     assert result.exit_code == 2
     assert f"{broken}:line 3: not valid JSON" in result.output
     assert not to.exists() and [p.name for p in tmp_path.iterdir()] == ["broken.jsonl"]
+
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("".join([*good, good[0]]))
+    result = CliRunner().invoke(app, ["export", str(twice), "--to", str(to)])
+    assert result.exit_code == 2
+    assert f"{twice}:line {len(good) + 1}: id " in result.output
+    assert "again (first on line 1)" in result.output and not to.exists()
 
     torn = tmp_path / "torn.jsonl"
     torn.write_text("".join(good) + good[0][: len(good[0]) // 2])  # a writer mid-line
