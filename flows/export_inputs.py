@@ -8,78 +8,54 @@ defaults, templates and few-shot demos), from x alone.
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
-
-from pydantic import ValidationError
+from typing import Any
 
 from flows.export_formats import ChatMessage
 from flows.records import Item, Trajectory
 from refine.errors import FieldProblem, InputError, RefineError, TemplateError
-from refine.jsonl import not_utf8
 
 __all__ = ["RecordReader", "StepOnePrompts", "read_dataset"]
 
-NOT_A_RUN = "OUTPUT must be a file written by refine run (one record a line)"
-
 
 class RecordReader:
-    """The records of a run's output file with their line numbers, in file order.
+    """The records of a run's output file with their line numbers, in file order, read by
+    :func:`flows.output_reader.iter_trajectories` as ``refine eval`` reads them.
 
-    A last line without its newline is a run still writing (or killed mid-line): it is read if
-    it parses and skipped otherwise (``torn_tail`` says so). Any other bad line, or an id seen
-    twice, is an InputError naming the file and line.
+    A last line without its newline is a run still writing (or killed mid-line): it is left out
+    and ``torn_tail`` says so. A later record of an id seen before is left out too, as
+    ``refine eval`` leaves it (a resumed run never writes one; a hand-merged file might), and
+    counted in ``repeated``.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.torn_tail = False
+        self.repeated = 0
 
     def __iter__(self) -> Iterator[tuple[int, Trajectory]]:
-        try:
-            fh = self.path.open("rb")
-        except FileNotFoundError:
-            raise InputError(self.path, [FieldProblem(0, None, "file not found")]) from None
-        except OSError as exc:
-            problem = FieldProblem(0, None, f"cannot read: {exc.strerror}")
-            raise InputError(self.path, [problem]) from None
-        seen: dict[str, int] = {}
-        with fh:
-            for number, raw in enumerate(fh, start=1):
-                complete = raw.endswith(b"\n")
-                if not raw.strip():
-                    continue
-                try:
-                    record = self._parse(number, raw)
-                except InputError:
-                    if complete:
-                        raise
-                    self.torn_tail = True
-                    return
-                if record.id in seen:
-                    self._fail(number, f"id {record.id!r} again (first on line {seen[record.id]})")
-                seen[record.id] = number
-                yield number, record
+        from flows.output_reader import iter_trajectories
 
-    def _parse(self, number: int, raw: bytes) -> Trajectory:
-        if problem := not_utf8(number, raw):
-            raise InputError(self.path, [problem], NOT_A_RUN)
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            self._fail(number, f"not valid JSON: {msg}")
-        try:
-            return Trajectory.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "(the line)"
-            self._fail(number, f"not an output record: {where}: {error['msg']}")
+        seen: set[str] = set()
+        for number, record in iter_trajectories(self.path):
+            if record.id in seen:
+                self.repeated += 1
+                continue
+            seen.add(record.id)
+            yield number, record
+        self.torn_tail = _ends_mid_line(self.path)
 
-    def _fail(self, number: int, message: str) -> NoReturn:
-        raise InputError(self.path, [FieldProblem(number, None, message)], NOT_A_RUN)
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last byte is not a newline: the reader left a torn line out."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        fh.seek(size - 1)
+        return fh.read(1) != b"\n"
 
 
 def read_dataset(path: Path) -> tuple[dict[str, Item], list[FieldProblem]]:
