@@ -11,7 +11,7 @@ from rich.console import Console
 from flows.cli_guard import run_guarded
 
 if TYPE_CHECKING:
-    from flows.eval_flow import EvalRequest
+    from flows.eval_files import EvalRequest
 
 __all__ = ["eval_command"]
 
@@ -63,7 +63,7 @@ def _evaluate(
     prefect: bool,
 ) -> None:
     # Imported here so `refine --help` does not pay for matplotlib and numpy.
-    from flows.eval_flow import EvalRequest, default_folder, evaluate_files
+    from flows.eval_files import EvalRequest, default_folder, evaluate_files
     from refine.errors import ConfigError
 
     if compare != (len(outputs) == 2):

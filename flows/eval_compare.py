@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from flows.eval_stats import Spread, draft_cost, latest_at, primary_label, selected, spread
-from flows.records import Trajectory
+from flows.eval_curves import ItemCurve, latest_at, selected
+from flows.eval_stats import Spread, primary_label, spread
 from refine.errors import ConfigError
 
 __all__ = ["BootstrapInterval", "CompareReport", "StepDiff", "compare_runs", "paired_bootstrap"]
@@ -91,8 +91,8 @@ def paired_bootstrap(
 
 
 def compare_runs(
-    a: Sequence[Trajectory],
-    b: Sequence[Trajectory],
+    a: Sequence[ItemCurve],
+    b: Sequence[ItemCurve],
     names: tuple[str, str],
     *,
     reward: str | None = None,
@@ -110,7 +110,7 @@ def compare_runs(
     if not pairs:
         raise ConfigError(f"{names[0]} and {names[1]} share no item id: nothing to compare")
     label = _shared_reward(a, b, names, reward)
-    max_step = max((d.step for r in [*a, *b] for d in r.drafts), default=0)
+    max_step = max((p.step for r in [*a, *b] for p in r.points), default=0)
     finals = [(_final(ra, selection, label), _final(rb, selection, label)) for ra, rb in pairs]
     both = [(fa, fb) for fa, fb in finals if fa is not None and fb is not None]
     interval = (
@@ -134,14 +134,14 @@ def compare_runs(
         final_b=spread([fb for _, fb in both]),
         final_pairs=len(both),
         interval=interval,
-        tokens_a_mean=sum(_tokens(ra) for ra, _ in pairs) / n,
-        tokens_b_mean=sum(_tokens(rb) for _, rb in pairs) / n,
+        tokens_a_mean=sum(ra.tokens for ra, _ in pairs) / n,
+        tokens_b_mean=sum(rb.tokens for _, rb in pairs) / n,
         verdict=_verdict(interval, names),
     )
 
 
 def _shared_reward(
-    a: Sequence[Trajectory], b: Sequence[Trajectory], names: tuple[str, str], wanted: str | None
+    a: Sequence[ItemCurve], b: Sequence[ItemCurve], names: tuple[str, str], wanted: str | None
 ) -> str:
     label_a = primary_label(a, wanted)
     label_b = primary_label(b, label_a) if label_a is not None else None
@@ -153,20 +153,16 @@ def _shared_reward(
     return label_a
 
 
-def _final(record: Trajectory, selection: str, label: str) -> float | None:
+def _final(record: ItemCurve, selection: str, label: str) -> float | None:
     draft = selected(record, selection, label)
     value = draft.rewards.get(label) if draft is not None else None
     return value if value is not None and math.isfinite(value) else None
 
 
-def _tokens(record: Trajectory) -> int:
-    return sum(draft_cost(d)[0] for d in record.drafts)
-
-
-def _step_diff(pairs: list[tuple[Trajectory, Trajectory]], step: int, label: str) -> StepDiff:
+def _step_diff(pairs: list[tuple[ItemCurve, ItemCurve]], step: int, label: str) -> StepDiff:
     values: list[tuple[float, float]] = []
     for ra, rb in pairs:
-        da, db = latest_at(ra.drafts, step), latest_at(rb.drafts, step)
+        da, db = latest_at(ra.points, step), latest_at(rb.points, step)
         va = da.rewards.get(label) if da is not None else None
         vb = db.rewards.get(label) if db is not None else None
         if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb):

@@ -20,12 +20,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from flows.records import Draft, Trajectory
-from flows.stopping import select_draft
+from flows.eval_curves import ItemCurve, latest_at, selected
 from refine.errors import ConfigError
 
 __all__ = [
@@ -33,9 +32,9 @@ __all__ = [
     "SelectionRow",
     "Spread",
     "StepRow",
-    "draft_cost",
     "evaluate",
     "primary_label",
+    "reward_labels",
     "spread",
 ]
 
@@ -101,14 +100,7 @@ class EvalReport(BaseModel):
     no_best_draft: int = Field(description="items with no usable, scored draft")
 
 
-def draft_cost(draft: Draft) -> tuple[int, float]:
-    """Tokens (prompt + completion, side requests included) and seconds one step took."""
-    usage = draft.total_usage
-    latency = draft.latency_s + sum(side.latency_s for side in draft.side_requests)
-    return usage.prompt_tokens + usage.completion_tokens, latency
-
-
-def primary_label(records: Sequence[Trajectory], wanted: str | None = None) -> str | None:
+def primary_label(records: Sequence[ItemCurve], wanted: str | None = None) -> str | None:
     """The reward to steer by: ``wanted`` if given, else the first record's primary label, else
     the first label any draft carries; None when no draft has a reward.
 
@@ -129,37 +121,20 @@ def primary_label(records: Sequence[Trajectory], wanted: str | None = None) -> s
     return labels[0] if labels else None
 
 
-def reward_labels(records: Iterable[Trajectory]) -> list[str]:
+def reward_labels(records: Sequence[ItemCurve]) -> list[str]:
     """Every reward label that some draft carries, in first-seen order."""
     seen: dict[str, None] = {}
     for record in records:
-        for draft in record.drafts:
-            seen.update(dict.fromkeys(draft.rewards))
+        for point in record.points:
+            seen.update(dict.fromkeys(point.rewards))
     return list(seen)
 
 
-def latest_at(drafts: Sequence[Draft], step: int) -> Draft | None:
-    """The item's latest draft at ``step``: the one of that step, or its last one before."""
-    found = None
-    for draft in drafts:
-        if draft.step > step:
-            break
-        found = draft
-    return found
-
-
-def selected(record: Trajectory, selection: str, primary: str | None) -> Draft | None:
-    """The draft ``selection`` picks from the record (``output``: the one the run returned)."""
-    if selection == "output":
-        return next((d for d in record.drafts if d.step == record.selected_step), None)
-    return select_draft(record.drafts, "best" if selection == "best" else "last", primary)
-
-
-def evaluate(records: Sequence[Trajectory], source: str, reward: str | None = None) -> EvalReport:
+def evaluate(records: Sequence[ItemCurve], source: str, reward: str | None = None) -> EvalReport:
     """The report for ``records`` (one per item). ``reward`` overrides the primary label."""
     labels = reward_labels(records)
     primary = primary_label(records, reward)
-    max_steps = max((d.step for r in records for d in r.drafts), default=0)
+    max_steps = max((p.step for r in records for p in r.points), default=0)
     best_steps = [_best_step(r, primary) for r in records]
     return EvalReport(
         source=source,
@@ -176,10 +151,10 @@ def evaluate(records: Sequence[Trajectory], source: str, reward: str | None = No
     )
 
 
-def _best_step(record: Trajectory, primary: str | None) -> int | None:
+def _best_step(record: ItemCurve, primary: str | None) -> int | None:
     if primary is None:
         return None
-    best = select_draft(record.drafts, "best", primary)
+    best = selected(record, "best", primary)
     return best.step if best is not None and primary in best.rewards else None
 
 
@@ -188,27 +163,26 @@ def _finite(value: float | None) -> bool:
 
 
 def _step_row(
-    records: Sequence[Trajectory], step: int, labels: list[str], best_steps: list[int | None]
+    records: Sequence[ItemCurve], step: int, labels: list[str], best_steps: list[int | None]
 ) -> StepRow:
     n = len(records)
     values: dict[str, list[float]] = {label: [] for label in labels}
     tokens = latency = 0.0
     running = fixes = 0
     for record in records:
-        here = [d for d in record.drafts if d.step == step]
+        here = [p for p in record.points if p.step == step]
         running += bool(here)
-        fixes += sum(d.kind == "fix" for d in here)
-        latest = latest_at(record.drafts, step)
+        fixes += sum(p.kind == "fix" for p in here)
+        latest = latest_at(record.points, step)
         if latest is not None:
             for label in labels:
                 value = latest.rewards.get(label)
                 if _finite(value):
                     values[label].append(float(value))  # type: ignore[arg-type]
-        for draft in record.drafts:
-            if draft.step <= step:
-                cost = draft_cost(draft)
-                tokens += cost[0]
-                latency += cost[1]
+        for point in record.points:
+            if point.step <= step:
+                tokens += point.tokens
+                latency += point.latency_s
     return StepRow(
         step=step,
         running=running,
@@ -222,15 +196,14 @@ def _step_row(
 
 
 def _selection_row(
-    records: Sequence[Trajectory], selection: str, labels: list[str], primary: str | None
+    records: Sequence[ItemCurve], selection: str, labels: list[str], primary: str | None
 ) -> SelectionRow:
     values: dict[str, list[float]] = {label: [] for label in labels}
     items = 0
     tokens = latency = 0.0
     for record in records:
-        costs = [draft_cost(d) for d in record.drafts]
-        tokens += sum(c[0] for c in costs)  # every step was paid for, whichever is picked
-        latency += sum(c[1] for c in costs)
+        tokens += record.tokens  # every step was paid for, whichever is picked
+        latency += record.latency_s
         chosen = selected(record, selection, primary)
         if chosen is None:
             continue

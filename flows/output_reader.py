@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from flows.records import Trajectory
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["iter_trajectories", "read_trajectories"]
+__all__ = ["OUTPUT_HINT", "iter_trajectories"]
 
 
 def iter_trajectories(path: Path) -> Iterator[tuple[int, Trajectory]]:
@@ -40,24 +40,10 @@ def iter_trajectories(path: Path) -> Iterator[tuple[int, Trajectory]]:
             try:
                 yield number, Trajectory.model_validate_json(raw)
             except ValidationError as exc:
-                raise InputError(path, [_problem(number, exc)], hint=_HINT) from None
+                raise InputError(path, [_problem(number, exc)], hint=OUTPUT_HINT) from None
 
 
-def read_trajectories(path: Path) -> list[Trajectory]:
-    """Every complete record of ``path``; an id seen twice keeps its first record, as a resumed
-    run does (it never writes an id twice, but a hand-merged file might)."""
-    seen: set[str] = set()
-    records: list[Trajectory] = []
-    for _, record in iter_trajectories(path):
-        if record.id not in seen:
-            seen.add(record.id)
-            records.append(record)
-    if not records:
-        raise InputError(path, [FieldProblem(0, None, "no complete records yet")], hint=_HINT)
-    return records
-
-
-_HINT = "is this the --output file of `refine run`?"
+OUTPUT_HINT = "is this the --output file of `refine run`?"
 
 
 def _problem(line: int, exc: ValidationError) -> FieldProblem:

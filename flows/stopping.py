@@ -11,13 +11,38 @@ critique, which only runs when none of these held.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from flows.loop_settings import Selection, StopConfig
 from flows.model_calls import tokens_of
 from flows.records import Draft, StopReason
 
-__all__ = ["item_tokens", "over_budget", "select_draft", "stop_reason", "total_reward"]
+__all__ = [
+    "Selectable",
+    "item_tokens",
+    "over_budget",
+    "select_draft",
+    "stop_reason",
+    "total_reward",
+]
+
+
+class Selectable(Protocol):
+    """What choosing an output needs of a draft: a :class:`Draft`, or the text-free summary of
+    one that ``refine eval`` keeps (:class:`flows.eval_curves.StepPoint`)."""
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def usable(self) -> bool: ...
+
+    @property
+    def rewards(self) -> Mapping[str, float]: ...
+
+
+D = TypeVar("D", bound=Selectable)
 
 
 def item_tokens(drafts: Sequence[Draft]) -> int:
@@ -79,7 +104,7 @@ def _same_usable_text(previous: Draft, draft: Draft) -> bool:
     return previous.usable and draft.usable and previous.text == draft.text
 
 
-def select_draft(drafts: Sequence[Draft], select: Selection, primary: str | None) -> Draft | None:
+def select_draft(drafts: Sequence[D], select: Selection, primary: str | None) -> D | None:
     """The output draft: the last usable one, or under ``best`` the usable one with the highest
     primary reward, ties going to the later step. Drafts with problems are never chosen; if no
     usable draft has a score (no reference, say), ``best`` falls back to the last usable one.

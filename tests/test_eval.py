@@ -83,7 +83,7 @@ def _is_png(path: Path) -> tuple[int, int]:
 async def test_eval_shows_reward_rising_per_step_with_the_exact_values(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    from flows.eval_flow import EvalRequest, evaluate_files
+    from flows.eval_files import EvalRequest, evaluate_files
 
     out = await _approaching_run(fake_server, tmp_path)
     records = read_records(out)
@@ -138,7 +138,7 @@ async def test_eval_shows_reward_rising_per_step_with_the_exact_values(
 
 
 async def test_compare_finds_the_better_template(fake_server: FakeOpenAI, tmp_path: Path) -> None:
-    from flows.eval_flow import EvalRequest, evaluate_files
+    from flows.eval_files import EvalRequest, evaluate_files
 
     worse = [["purple"] * 3, ["up"] * 3, ["zero"] * 3, ["gamma"] * 3]
     a = await _run(fake_server, tmp_path, "a", worse)  # the packaged template
