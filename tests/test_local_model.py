@@ -77,6 +77,9 @@ def marked_env(prefect_server: PrefectServer, tmp_path: Path) -> Iterator[tuple[
             os.kill(pid, signal.SIGKILL)
 
 
+PLOTS = ("reward_per_step.png", "cost_quality.png", "stop_reasons.png")
+
+
 def _first_rows(source: Path, count: int, target: Path) -> Path:
     target.write_text("".join(source.read_text().splitlines(keepends=True)[:count]))
     return target
@@ -104,6 +107,24 @@ def test_refine_run_serves_the_local_model_and_stops_it(
         assert sum(d["usage"]["completion_tokens"] for d in record["drafts"]) > 0
         assert not any(d["cached"] for d in record["drafts"])
     assert _wait_until_gone(marker, timeout=5) == {}
+
+    # the model's real output feeds refine eval and refine export (issue "Evaluation and export")
+    evaluated = run_refine(["eval", str(output), "--out-dir", str(tmp_path / "ev")], env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["items"] == 3 and report["primary"] == "token_f1"
+    assert report["steps"][0]["rewards"]["token_f1"]["n"] >= 1
+    assert report["steps"][0]["cum_tokens_mean"] > 0
+    assert all((tmp_path / "ev" / name).stat().st_size > 5_000 for name in PLOTS)
+    exported = run_refine(
+        ["export", str(output), "--format", "sft", "--to", str(tmp_path / "sft.jsonl"),
+         "--input", str(dataset), "--task", "qa"],
+        env,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    for line in (tmp_path / "sft.jsonl").read_text().splitlines():
+        roles = [message["role"] for message in json.loads(line)["messages"]]
+        assert roles == ["system", "user", "assistant"]
 
 
 def test_a_ctrl_c_stops_the_run_and_the_model(marked_env: tuple[dict, str], tmp_path: Path) -> None:
