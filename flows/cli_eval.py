@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,24 +42,30 @@ def eval_command(
         bool,
         typer.Option("--prefect", help="Run as a Prefect flow: table and plots as artifacts."),
     ] = False,
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", help="With --score: the dataset the run read (references)."),
+    ] = None,
+    score: Annotated[
+        list[str] | None,
+        typer.Option(help="Reward spec to compute now from --input (repeatable): bleu, chrf, …"),
+    ] = None,
 ) -> None:
     """Per step: reward mean and spread, share still running, share whose best draft it is,
     cumulative tokens and latency; then the best/last/output selections. Writes JSON, CSV and
     PNG plots. With --compare, B against A per step with a paired bootstrap on the final reward.
+    With --input and --score, drafts are first scored with rewards the run did not compute.
     """
-    run_guarded(
-        lambda: _evaluate(outputs, compare, out_dir, reward, select, resamples, seed, prefect)
-    )
+    settings = {"reward": reward, "select": select, "resamples": resamples, "seed": seed}
+    scoring = {"dataset": input_path, "scores": tuple(score or ())}
+    run_guarded(lambda: _evaluate(outputs, compare, out_dir, settings | scoring, prefect))
 
 
 def _evaluate(
     outputs: list[Path],
     compare: bool,
     out_dir: Path | None,
-    reward: str | None,
-    select: str,
-    resamples: int,
-    seed: int,
+    settings: dict[str, Any],
     prefect: bool,
 ) -> None:
     # Imported here so `refine --help` does not pay for matplotlib and numpy.
@@ -73,7 +79,7 @@ def _evaluate(
             else f"refine eval takes one output file (or --compare A B); got {len(outputs)}"
         )
     folder = out_dir or default_folder(outputs)
-    request = EvalRequest(tuple(outputs), folder, reward, select, resamples, seed).checked()
+    request = EvalRequest(tuple(outputs), folder, **settings).checked()
     if prefect:
         _run_flow(request)
         return
@@ -96,6 +102,8 @@ def _run_flow(request: EvalRequest) -> None:
                 select=request.select,
                 resamples=request.resamples,
                 seed=request.seed,
+                dataset=request.dataset,
+                scores=list(request.scores),
             )
     finally:
         drain_prefect_workers()

@@ -9,7 +9,7 @@ dropped, so memory grows with items × steps, not with the output file
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +78,12 @@ class ItemCurve:
         return sum(point.latency_s for point in self.points)
 
 
-def read_curves(path: Path) -> list[ItemCurve]:
+def read_curves(
+    path: Path, rescore: Callable[[Trajectory], Trajectory] | None = None
+) -> list[ItemCurve]:
     """Every complete record of ``path`` as a curve; an id seen twice keeps its first record,
     as a resumed run would (it never writes an id twice, but a hand-merged file might).
+    ``rescore`` may add rewards to each record first (:class:`flows.eval_rescore.Rescorer`).
 
     Raises:
         InputError: the file is missing or empty, or a complete line is not a record.
@@ -90,7 +93,7 @@ def read_curves(path: Path) -> list[ItemCurve]:
     for _, record in iter_trajectories(path):
         if record.id not in seen:
             seen.add(record.id)
-            curves.append(ItemCurve.of(record))
+            curves.append(ItemCurve.of(rescore(record) if rescore else record))
     if not curves:
         raise InputError(
             path,

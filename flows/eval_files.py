@@ -59,6 +59,8 @@ class EvalRequest:
     select: str = "output"
     resamples: int = 10_000
     seed: int = 0
+    dataset: Path | None = None
+    scores: tuple[str, ...] = ()
 
     @property
     def compare(self) -> bool:
@@ -74,6 +76,8 @@ class EvalRequest:
             raise ConfigError(f"--select is one of {', '.join(SELECTIONS)}, not {self.select!r}")
         if self.resamples < 100:
             raise ConfigError(f"--resamples must be at least 100, not {self.resamples}")
+        if bool(self.scores) != (self.dataset is not None):
+            raise ConfigError("--score and --input go together: the rewards need the references")
         return self
 
 
@@ -86,18 +90,24 @@ def default_folder(outputs: Sequence[Path]) -> Path:
 def evaluate_files(request: EvalRequest) -> EvalResult:
     """Read the output file(s), compute the report, write its files into the folder."""
     request = request.checked()
+    rescore = None
+    if request.dataset is not None:
+        from flows.eval_rescore import Rescorer
+
+        rescore = Rescorer(request.dataset, request.scores)
+    reward = request.reward or (rescore.labels[0] if rescore else None)
     if request.compare:
-        a, b = (read_curves(path) for path in request.outputs)
+        a, b = (read_curves(path, rescore) for path in request.outputs)
         pair = compare_runs(
             a,
             b,
             (str(request.outputs[0]), str(request.outputs[1])),
-            reward=request.reward,
+            reward=reward,
             selection=request.select,
             resamples=request.resamples,
             seed=request.seed,
         )
         return EvalResult(pair, write_compare_files(pair, request.folder))
-    records = read_curves(request.outputs[0])
-    single = evaluate(records, str(request.outputs[0]), reward=request.reward)
+    records = read_curves(request.outputs[0], rescore)
+    single = evaluate(records, str(request.outputs[0]), reward=reward)
     return EvalResult(single, write_eval_files(single, request.folder))

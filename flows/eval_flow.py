@@ -40,6 +40,8 @@ def refine_eval(
     select: str = "output",
     resamples: int = 10_000,
     seed: int = 0,
+    dataset: Path | None = None,
+    scores: list[str] | None = None,
 ) -> list[str]:
     """Evaluate ``output`` (against ``baseline`` when given) and publish it as artifacts.
 
@@ -51,13 +53,18 @@ def refine_eval(
         select: when comparing, which draft is each item's final one: output, best or last.
         resamples: bootstrap resamples when comparing.
         seed: bootstrap seed.
+        dataset: the dataset the run read, to score drafts with ``scores`` from its references.
+        scores: reward specs to compute now (the first steers unless ``reward`` says).
 
     Returns:
         The paths of the files written.
     """
     outputs = (baseline, output) if baseline is not None else (output,)
     folder = out_dir or default_folder(outputs)
-    result = evaluate_files(EvalRequest(outputs, folder, reward, select, resamples, seed))
+    request = EvalRequest(
+        outputs, folder, reward, select, resamples, seed, dataset, tuple(scores or ())
+    )
+    result = evaluate_files(request)
     text = io.StringIO()
     Console(width=140, file=text).print(result.table)
     get_run_logger().info("evaluation of %s\n%s", output.name, text.getvalue())

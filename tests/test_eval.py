@@ -45,13 +45,18 @@ def _dataset(tmp_path: Path) -> Path:
 
 
 async def _run(
-    server: FakeOpenAI, tmp_path: Path, name: str, answers: list[list[str]], prefix: str = ""
+    server: FakeOpenAI,
+    tmp_path: Path,
+    name: str,
+    answers: list[list[str]],
+    prefix: str = "",
+    **config: Any,
 ) -> Path:
     """One qa run of up to 3 steps; ``prefix`` selects the template that marks its questions."""
     data = _dataset(tmp_path)
     for (question, _, _, _), script in zip(ITEMS, answers, strict=True):
         server.script([Reply(content=a) for a in script], match=f"<question>{prefix}{question}")
-    changes: dict[str, Any] = {"task": "qa", "cache_dir": tmp_path / f"cache-{name}"}
+    changes: dict[str, Any] = {"task": "qa", "cache_dir": tmp_path / f"cache-{name}", **config}
     if prefix:
         folder = tmp_path / "templates-b" / "qa"
         folder.mkdir(parents=True, exist_ok=True)
@@ -164,6 +169,37 @@ async def test_compare_finds_the_better_template(fake_server: FakeOpenAI, tmp_pa
     assert reversed_.verdict.startswith(f"A ({b}) is better")  # type: ignore[union-attr]
 
 
+async def test_score_computes_rewards_the_run_did_not(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    from flows.eval_files import EvalRequest, evaluate_files
+
+    answers = [answers for _, _, answers, _ in ITEMS]
+    out = await _run(fake_server, tmp_path, "bare", answers, rewards=[])
+    assert all(not d["rewards"] for r in read_records(out) for d in r["drafts"])
+    unscored = evaluate_files(EvalRequest((out,), tmp_path / "e0")).report
+    assert isinstance(unscored, EvalReport) and unscored.primary is None
+
+    request = EvalRequest(
+        (out,), tmp_path / "e1", dataset=tmp_path / "qa.jsonl", scores=("token_f1", "bleu")
+    )
+    report = evaluate_files(request).report
+    assert isinstance(report, EvalReport)
+    assert report.primary == "token_f1" and report.reward_labels == ["token_f1", "bleu"]
+    means = [row.rewards["token_f1"].mean for row in report.steps]
+    assert means == pytest.approx([0.65, 0.880952, 0.916667], abs=1e-6)  # as when the run scored
+    import sacrebleu
+
+    last = [answers[min(2, len(answers) - 1)] for answers in answers]
+    references = [reference for _, reference, _, _ in ITEMS]
+    expected_bleu = [
+        sacrebleu.sentence_bleu(text, [ref]).score / 100
+        for text, ref in zip(last, references, strict=True)
+    ]
+    assert report.steps[2].rewards["bleu"].mean == pytest.approx(_mean(expected_bleu), abs=1e-6)
+    assert read_records(out)[0]["drafts"][0]["rewards"] == {}  # the output file is untouched
+
+
 def test_paired_bootstrap_interval_covers_the_mean_and_is_seeded() -> None:
     diffs = [0.1, 0.3, -0.2, 0.5, 0.0, 0.2, 0.4, -0.1]
     first = paired_bootstrap(diffs, resamples=4_000, seed=7)
@@ -246,6 +282,15 @@ async def test_cli_eval_prints_the_table_and_refuses_bad_input_clearly(
     unknown = _refine(out, "--reward", "bleu")
     assert unknown.returncode == 2
     assert "'bleu' is not in these records; their rewards: token_f1, exact_match" in unknown.stderr
+    judge = _refine(out, "--input", tmp_path / "qa.jsonl", "--score", "judge")
+    assert judge.returncode == 2 and "the judge asks the model" in judge.stderr
+    loglik = _refine(out, "--input", tmp_path / "qa.jsonl", "--score", "loglik")
+    assert loglik.returncode == 2 and "needs the run's token logprobs" in loglik.stderr
+    alone = _refine(out, "--score", "bleu")
+    assert alone.returncode == 2 and "--score and --input go together" in alone.stderr
+    other = write_rows(tmp_path / "other.jsonl", [{"id": "x", "question": "?", "reference": "y"}])
+    wrong = _refine(out, "--input", other, "--score", "bleu")
+    assert wrong.returncode == 2 and "no row has id 'q" in wrong.stderr
     one = _refine("--compare", out)
     assert one.returncode == 2 and "--compare takes two output files" in one.stderr
     missing = _refine(tmp_path / "nope.jsonl")
