@@ -18,8 +18,9 @@ from flows.eval_compare import paired_bootstrap
 from flows.eval_flow import refine_eval
 from flows.eval_stats import EvalReport
 from tests.batch_helpers import make_config, read_records, write_rows
-from tests.cli_helpers import REFINE
+from tests.cli_helpers import REFINE, cli_env
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -297,3 +298,32 @@ async def test_cli_eval_prints_the_table_and_refuses_bad_input_clearly(
     assert missing.returncode == 2 and "nope.jsonl: file not found" in missing.stderr.replace(
         "\n", " "
     )
+
+
+async def test_cli_eval_prefect_runs_the_flow_on_the_configured_server(
+    fake_server: FakeOpenAI, tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    import subprocess
+
+    out = await _approaching_run(fake_server, tmp_path)
+    done = subprocess.run(
+        [REFINE, "eval", str(out), "--prefect", "--out-dir", str(tmp_path / "pf")],
+        env=cli_env(prefect_server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(and the flow run's artifacts)" in done.stdout
+    assert json.loads((tmp_path / "pf" / "eval.json").read_text())["items"] == 4
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async with get_client() as client:  # the session's server, which the command was given
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["eval · run.jsonl"]))
+        )
+    paths = [run.parameters.get("out_dir") for run in runs]
+    assert str(tmp_path / "pf") in paths
+    mine = next(run for run in runs if run.parameters.get("out_dir") == str(tmp_path / "pf"))
+    assert mine.state_type is not None and mine.state_type.value == "COMPLETED"
