@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from flows.eval_curves import ItemCurve, latest_at, selected
-from flows.eval_stats import Spread, primary_label, spread
+from flows.eval_stats import Spread, primary_label, reward_labels, spread
 from refine.errors import ConfigError
 
 __all__ = ["BootstrapInterval", "CompareReport", "StepDiff", "compare_runs", "paired_bootstrap"]
@@ -143,14 +143,21 @@ def compare_runs(
 def _shared_reward(
     a: Sequence[ItemCurve], b: Sequence[ItemCurve], names: tuple[str, str], wanted: str | None
 ) -> str:
-    label_a = primary_label(a, wanted)
-    label_b = primary_label(b, label_a) if label_a is not None else None
-    if label_a is None or label_b is None:
+    """The reward both runs are compared on: ``wanted``, else A's primary; B must carry it."""
+    label = primary_label(a, wanted)
+    if label is None:
         raise ConfigError(
-            f"no reward to compare: {names[0] if label_a is None else names[1]} has no draft "
-            "with a reward (run with --reward, on a dataset with references)"
+            f"no reward to compare: no draft of {names[0]} has one (run on a dataset with "
+            "references, or pass --input DATASET --score SPEC)"
         )
-    return label_a
+    carried = reward_labels(b)
+    if label not in carried:
+        raise ConfigError(
+            f"{names[1]} has no {label!r} reward to compare with {names[0]}'s; its rewards: "
+            f"{', '.join(carried) or 'none'} (choose one both carry with --reward, or score "
+            "both with --input DATASET --score SPEC)"
+        )
+    return label
 
 
 def _final(record: ItemCurve, selection: str, label: str) -> float | None:

@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from flows.batch import refine_batch
-from flows.eval_compare import paired_bootstrap
+from flows.eval_compare import CompareReport, paired_bootstrap
 from flows.eval_flow import refine_eval
 from flows.eval_stats import EvalReport
+from refine.errors import ConfigError
 from tests.batch_helpers import make_config, read_records, write_rows
 from tests.cli_helpers import REFINE, cli_env
 from tests.fake_openai import FakeOpenAI, Reply
@@ -199,6 +200,21 @@ async def test_score_computes_rewards_the_run_did_not(
     ]
     assert report.steps[2].rewards["bleu"].mean == pytest.approx(_mean(expected_bleu), abs=1e-6)
     assert read_records(out)[0]["drafts"][0]["rewards"] == {}  # the output file is untouched
+
+    # comparing with a run that has the reward: refused, unless both are scored alike
+    scored = await _run(fake_server, tmp_path, "scored", answers)
+    with pytest.raises(
+        ConfigError,
+        match=r"bare.jsonl has no 'token_f1' reward to compare "
+        r"with .*scored.jsonl's; its rewards: none",
+    ):
+        evaluate_files(EvalRequest((scored, out), tmp_path / "c0"))  # fmt: skip
+    both = EvalRequest(
+        (scored, out), tmp_path / "c1", dataset=tmp_path / "qa.jsonl", scores=("token_f1",)
+    )
+    same = evaluate_files(both).report
+    assert isinstance(same, CompareReport) and same.verdict.startswith("no clear difference")
+    assert same.final_a == same.final_b and same.final_pairs == 4
 
 
 def test_paired_bootstrap_interval_covers_the_mean_and_is_seeded() -> None:
