@@ -32,7 +32,7 @@ def _num(value: float | None, digits: int = 4) -> float | None:
 def _spread_text(spread: Spread) -> str:
     if spread.mean is None:
         return "-"
-    return f"{spread.mean:.4f} ± {spread.sd or 0.0:.4f}"
+    return f"{spread.mean:.3f}±{spread.sd or 0.0:.3f}"
 
 
 def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
@@ -86,10 +86,10 @@ def eval_table(report: EvalReport) -> Table:
         "running",
         "best here",
         *report.reward_labels,
-        "tokens/item",
-        "latency/item",
+        "tokens",
+        "latency",
     ):
-        table.add_column(column, justify="left" if not column else "right")
+        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
     for step in report.steps:
         table.add_row(
             f"step {step.step}",
@@ -162,7 +162,7 @@ def compare_table(report: CompareReport) -> Table:
         ),
     )
     for column in ("", "pairs", "A", "B", "B − A", f"{_level(report)} interval"):
-        table.add_column(column, justify="left" if not column else "right")
+        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
     for row in compare_rows(report):
         low, high = row["interval low"], row["interval high"]
         table.add_row(

@@ -276,7 +276,7 @@ async def test_cli_eval_prints_the_table_and_refuses_bad_input_clearly(
     out = await _approaching_run(fake_server, tmp_path)
     done = _refine(out, "--out-dir", tmp_path / "cli")
     assert done.returncode == 0, done.stderr
-    assert "0.6500 ±" in done.stdout and "0.9167 ±" in done.stdout
+    assert "0.650±" in done.stdout and "0.917±" in done.stdout
     assert "max_steps 3, converged 1" in done.stdout
     assert (tmp_path / "cli" / "reward_per_step.png").is_file()
     assert (tmp_path / "run.eval").exists() is False
