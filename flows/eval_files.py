@@ -20,12 +20,10 @@ from flows.eval_report import (
     write_compare_files,
     write_eval_files,
 )
-from flows.eval_stats import EvalReport, evaluate
+from flows.eval_stats import SELECTIONS, EvalReport, evaluate
 from refine.errors import ConfigError
 
-__all__ = ["SELECTIONS", "EvalRequest", "EvalResult", "default_folder", "evaluate_files"]
-
-SELECTIONS = ("output", "best", "last")
+__all__ = ["EvalRequest", "EvalResult", "default_folder", "evaluate_files"]
 
 
 @dataclass

@@ -28,6 +28,7 @@ from flows.eval_curves import ItemCurve, latest_at, selected
 from refine.errors import ConfigError
 
 __all__ = [
+    "SELECTIONS",
     "EvalReport",
     "SelectionRow",
     "Spread",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 SELECTIONS = ("best", "last", "output")
+"""The ways of picking each item's answer that the report shows (and --compare accepts)."""
 
 
 class Spread(BaseModel):
