@@ -157,8 +157,9 @@ def _builder(request: ExportRequest, items: dict[str, Item]) -> Build:
 def run_export(request: ExportRequest) -> ExportSummary:
     """Read the output file once and write the export; raises a RefineError on bad input."""
     from flows.export_formats import Skip
-    from flows.export_inputs import RecordReader, read_dataset
+    from flows.export_inputs import read_dataset
     from flows.export_writers import open_export
+    from flows.output_reader import RecordReader
 
     request.check()
     summary = ExportSummary()

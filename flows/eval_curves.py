@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.output_reader import OUTPUT_HINT, iter_trajectories
+from flows.output_reader import OUTPUT_HINT, RecordReader
 from flows.records import Draft, Trajectory
 from flows.stopping import select_draft
 from refine.errors import FieldProblem, InputError
@@ -88,12 +88,9 @@ def read_curves(
     Raises:
         InputError: the file is missing or empty, or a complete line is not a record.
     """
-    seen: set[str] = set()
-    curves: list[ItemCurve] = []
-    for _, record in iter_trajectories(path):
-        if record.id not in seen:
-            seen.add(record.id)
-            curves.append(ItemCurve.of(rescore(record) if rescore else record))
+    curves = [
+        ItemCurve.of(rescore(record) if rescore else record) for _, record in RecordReader(path)
+    ]
     if not curves:
         raise InputError(
             path,

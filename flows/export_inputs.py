@@ -8,54 +8,14 @@ defaults, templates and few-shot demos), from x alone.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flows.export_formats import ChatMessage
-from flows.records import Item, Trajectory
+from flows.records import Item
 from refine.errors import FieldProblem, InputError, RefineError, TemplateError
 
-__all__ = ["RecordReader", "StepOnePrompts", "read_dataset"]
-
-
-class RecordReader:
-    """The records of a run's output file with their line numbers, in file order, read by
-    :func:`flows.output_reader.iter_trajectories` as ``refine eval`` reads them.
-
-    A last line without its newline is a run still writing (or killed mid-line): it is left out
-    and ``torn_tail`` says so. A later record of an id seen before is left out too, as
-    ``refine eval`` leaves it (a resumed run never writes one; a hand-merged file might), and
-    counted in ``repeated``.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.torn_tail = False
-        self.repeated = 0
-
-    def __iter__(self) -> Iterator[tuple[int, Trajectory]]:
-        from flows.output_reader import iter_trajectories
-
-        seen: set[str] = set()
-        for number, record in iter_trajectories(self.path):
-            if record.id in seen:
-                self.repeated += 1
-                continue
-            seen.add(record.id)
-            yield number, record
-        self.torn_tail = _ends_mid_line(self.path)
-
-
-def _ends_mid_line(path: Path) -> bool:
-    """Whether the file's last byte is not a newline: the reader left a torn line out."""
-    with path.open("rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return False
-        fh.seek(size - 1)
-        return fh.read(1) != b"\n"
+__all__ = ["StepOnePrompts", "read_dataset"]
 
 
 def read_dataset(path: Path) -> tuple[dict[str, Item], list[FieldProblem]]:

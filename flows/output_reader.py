@@ -8,6 +8,7 @@ file and line, so a damaged output is never evaluated or exported as if it were 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from flows.records import Trajectory
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["OUTPUT_HINT", "iter_trajectories"]
+__all__ = ["OUTPUT_HINT", "RecordReader", "iter_trajectories"]
 
 
 def iter_trajectories(path: Path) -> Iterator[tuple[int, Trajectory]]:
@@ -52,3 +53,39 @@ def _problem(line: int, exc: ValidationError) -> FieldProblem:
         return FieldProblem(line, None, "not valid JSON")
     where = ".".join(str(part) for part in first["loc"]) or None
     return FieldProblem(line, where, first["msg"])
+
+
+class RecordReader:
+    """The records of a run's output file with their line numbers, in file order, each id once:
+    what ``refine eval`` and ``refine export`` read.
+
+    A last line without its newline is a run still writing (or killed mid-line): it is left out
+    and ``torn_tail`` says so. A later record of an id seen before is left out too, as
+    ``refine eval`` leaves it (a resumed run never writes one; a hand-merged file might), and
+    counted in ``repeated``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.torn_tail = False
+        self.repeated = 0
+
+    def __iter__(self) -> Iterator[tuple[int, Trajectory]]:
+        seen: set[str] = set()
+        for number, record in iter_trajectories(self.path):
+            if record.id in seen:
+                self.repeated += 1
+                continue
+            seen.add(record.id)
+            yield number, record
+        self.torn_tail = _ends_mid_line(self.path)
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last byte is not a newline: the reader left a torn line out."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        fh.seek(size - 1)
+        return fh.read(1) != b"\n"
