@@ -6,6 +6,8 @@ spaces included), or ``"package.module:function"`` naming a user cleaner to impo
 name wins over an import. Each name declares the kind of argument it takes
 (:data:`INTEGER_ARGUMENT`, :data:`REGEX_ARGUMENT` or none), so a bad one fails when the chain is
 built, naming the spec.
+:class:`CleanerRegistry` is a :class:`~postprocess.specs.FactoryRegistry` like the validator and
+reward registries, so names, copies and unknown-name errors work and read the same in all three.
 The registry is an object built fresh by :func:`default_cleaners` for each run, never a mutated
 module global, so one run's registrations cannot leak into another.
 """
@@ -14,8 +16,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from postprocess.chain import CleanerChain
 from postprocess.cleaners import (
@@ -27,7 +28,7 @@ from postprocess.cleaners import (
     truncate_chars,
 )
 from postprocess.filters import reject_empty, reject_if, reject_longer, reject_unless
-from postprocess.specs import import_reference, is_reference
+from postprocess.specs import Argument, FactoryRegistry, import_reference, is_reference
 from postprocess.text_cleaners import (
     drop_lines,
     extract_json,
@@ -54,18 +55,6 @@ CleanerFactory = Callable[..., Cleaner]
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-@dataclass(frozen=True)
-class Argument:
-    """The kind of argument a cleaner name takes: what to call it in errors, and how to read it.
-
-    ``parse`` raises ``ValueError`` with a sentence saying what is wrong with the text.
-    """
-
-    what: str
-    example: str
-    parse: Callable[[str], object]
-
-
 def _parse_integer(text: str) -> int:
     if not _INTEGER.fullmatch(text.strip()):
         raise ValueError(f"the argument must be an integer, got {text!r}")
@@ -87,46 +76,19 @@ REGEX_ARGUMENT = Argument("a regular expression", "^Note:", _parse_regex)
 """``name:^Note:``: a Python regular expression, compiled when the chain is built."""
 
 
-class CleanerRegistry:
+class CleanerRegistry(FactoryRegistry[CleanerFactory]):
     """Maps cleaner names to factories and turns specs into cleaners."""
 
-    def __init__(
-        self,
-        factories: Mapping[str, CleanerFactory] | None = None,
-        arguments: Mapping[str, Argument] | None = None,
-    ) -> None:
-        """``arguments`` declares the argument of each name that takes one; others take none."""
-        self._factories: dict[str, CleanerFactory] = {}
-        self._arguments: dict[str, Argument] = {}
-        for name, factory in (factories or {}).items():
-            self.register(name, factory, (arguments or {}).get(name))
+    kind = "cleaner"
 
     def register(
         self, name: str, factory: CleanerFactory, argument: Argument | None = None
     ) -> None:
-        """Add or replace a cleaner; the name must be an identifier so specs parse one way.
-
-        The factory is called with the parsed argument, or with none when ``argument`` is None.
-        """
-        if not name.isidentifier():
-            raise ConfigError(f"cleaner names must be identifiers, got {name!r}")
-        _check_arity(name, factory, argument)
-        self._factories[name] = factory
-        if argument is None:
-            self._arguments.pop(name, None)
-        else:
-            self._arguments[name] = argument
-
-    def names(self) -> list[str]:
-        """The registered names, sorted."""
-        return sorted(self._factories)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._factories
-
-    def copy(self) -> CleanerRegistry:
-        """An independent registry with the same entries."""
-        return CleanerRegistry(self._factories, self._arguments)
+        """Add or replace a cleaner; the factory is called with the parsed argument, or with none
+        when ``argument`` is None, which it must accept."""
+        if name.isidentifier():  # else the base class says the name is wrong
+            _check_arity(name, factory, argument)
+        super().register(name, factory, argument)
 
     def resolve(self, spec: str) -> Cleaner:
         """The cleaner a spec names; unknown names fail with the list of known ones."""
@@ -137,10 +99,7 @@ class CleanerRegistry:
         reference = f"{name}:{raw.strip()}"
         if sep and is_reference(reference):
             return _import_cleaner(spec, reference)
-        raise ConfigError(
-            f"unknown cleaner {name!r}; known cleaners: {', '.join(self.names())}; "
-            "a user cleaner is named as 'package.module:function'"
-        )
+        raise self.unknown(name)
 
     def build_chain(self, specs: Sequence[str]) -> CleanerChain:
         """Resolve every spec up front, so a typo fails before the first model call."""

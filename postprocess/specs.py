@@ -13,11 +13,13 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from refine.errors import ConfigError
 
 __all__ = [
+    "Argument",
     "FactoryRegistry",
     "check_params",
     "import_reference",
@@ -31,24 +33,47 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
+@dataclass(frozen=True)
+class Argument:
+    """The kind of argument a name takes: what to call it in errors, and how to read it.
+
+    ``parse`` raises ``ValueError`` with a sentence saying what is wrong with the text.
+    """
+
+    what: str
+    example: str
+    parse: Callable[[str], object]
+
+
 class FactoryRegistry(Generic[_F]):
     """Names mapped to factories; subclasses set ``kind`` ("validator") for their messages.
 
-    Each run builds its own registry from the defaults, so registrations never leak between runs.
+    A name may declare the one :class:`Argument` its factory takes. Each run builds its own
+    registry from the defaults, so registrations never leak between runs.
     """
 
     kind = "factory"
 
-    def __init__(self, factories: Mapping[str, _F] | None = None) -> None:
+    def __init__(
+        self,
+        factories: Mapping[str, _F] | None = None,
+        arguments: Mapping[str, Argument] | None = None,
+    ) -> None:
+        """``arguments`` declares the argument of each name that takes one; others take none."""
         self._factories: dict[str, _F] = {}
+        self._arguments: dict[str, Argument] = {}
         for name, factory in (factories or {}).items():
-            self.register(name, factory)
+            self.register(name, factory, (arguments or {}).get(name))
 
-    def register(self, name: str, factory: _F) -> None:
+    def register(self, name: str, factory: _F, argument: Argument | None = None) -> None:
         """Add or replace a factory; the name must be an identifier so specs parse one way."""
         if not name.isidentifier():
             raise ConfigError(f"{self.kind} names must be identifiers, got {name!r}")
         self._factories[name] = factory
+        if argument is None:
+            self._arguments.pop(name, None)
+        else:
+            self._arguments[name] = argument
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
@@ -59,7 +84,7 @@ class FactoryRegistry(Generic[_F]):
 
     def copy(self) -> Self:
         """An independent registry with the same entries."""
-        return type(self)(self._factories)
+        return type(self)(self._factories, self._arguments)
 
     def unknown(self, name: str) -> ConfigError:
         """The error for a name that is neither registered nor an import."""
