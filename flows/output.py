@@ -1,18 +1,20 @@
 """The append-only output: one JSON line per finished item, flushed as it finishes.
 
-Opening an existing file resumes it: a torn last line (a kill mid-write) is cut off, the ids
-already written are returned so the run skips them, and no id is ever written twice. An
-exclusive lock stops two runs from appending to the same file.
+Opening an existing file resumes it, reading it by the rules of :mod:`flows.output_reader`:
+a torn last line (a kill mid-write) is cut off, a foreign line refuses the file, and the ids
+already written are returned so the run skips them; no id is ever written twice. An exclusive
+lock stops two runs from appending to the same file. The one scan on opening also tells where
+the last whole line ends and how many records there are, for a progress follower.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 from types import TracebackType
 
+from flows.output_reader import OutputScan
 from flows.records import Trajectory
 from refine.errors import ConfigError, FieldProblem, InputError
 
@@ -27,7 +29,9 @@ class OutputLog:
         self._fd: int | None = None
         self.finished: set[str] = set()
         self.failed: set[str] = set()
-        self.repaired_bytes = 0
+        self.records_before = 0  # records (distinct ids) the file held when opened
+        self.repeated = 0  # later records of an id seen before, left out (see output_reader)
+        self.repaired_bytes = 0  # the torn tail cut off
         self.complete_bytes = 0  # where the last whole record ends, after repair
 
     def __enter__(self) -> OutputLog:
@@ -60,30 +64,27 @@ class OutputLog:
         self.close()
 
     def _recover(self) -> None:
-        """Read the ids already written, line by line; cut a torn last line off."""
-        problems = []
-        complete = 0
-        with self.path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.endswith(b"\n"):
-                    break  # a torn last line: a kill mid-write
-                complete += len(raw)
-                try:
-                    record = json.loads(raw)
-                    record_id, status = str(record["id"]), record["status"]
-                except (ValueError, KeyError, TypeError):
-                    problems.append(FieldProblem(number, None, "not a record written by refine"))
-                    continue
-                self.finished.add(record_id)
-                if status == "failed":
-                    self.failed.add(record_id)
-            end = fh.tell()
-        if problems:  # not our file, or damaged: refuse it without touching it
+        """Read the ids already written (see :mod:`flows.output_reader`); cut a torn tail off.
+
+        Raises:
+            InputError: a complete line is not a record (naming each such line); the file is
+                then left exactly as it was, torn tail included.
+        """
+        scan = OutputScan(self.path)
+        for _, record in scan.records():
+            if record["status"] == "failed":
+                self.failed.add(record["id"])
+        if scan.foreign:  # not our file, or damaged: refuse it without touching it
+            problem = "not a record written by refine"
+            problems = [FieldProblem(number, None, problem) for number in scan.foreign]
             raise InputError(self.path, problems, hint="choose another --output or repair it")
-        if complete < end:
-            os.truncate(self.path, complete)  # a torn last line is never read as a record
-            self.repaired_bytes = end - complete
-        self.complete_bytes = complete
+        self.finished = scan.ids  # each id once, its first record's (the scan's rule)
+        self.records_before = len(scan.ids)
+        self.repeated = scan.repeated
+        if scan.torn_bytes:
+            os.truncate(self.path, scan.offset)  # a torn last line is never read as a record
+            self.repaired_bytes = scan.torn_bytes
+        self.complete_bytes = scan.offset
 
     def append(self, trajectory: Trajectory) -> bool:
         """Write one record as a single line; False (and nothing written) if its id is done."""

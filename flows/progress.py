@@ -7,9 +7,9 @@ requests, cache hits and tokens without any shared in-memory state.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -21,12 +21,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from flows.output_reader import OutputScan
+
 __all__ = ["OutputWatcher", "RunProgress"]
 
 
 @dataclass
 class OutputWatcher:
-    """Reads complete lines appended to an output file since the last poll."""
+    """Counts the records appended to an output file since the last poll, one line at a time,
+    by the rules of :mod:`flows.output_reader`: a torn tail waits for its newline, a foreign
+    line is skipped (``foreign``), and an id counts once.
+
+    Started at ``offset`` (where the last whole line ended when the run opened the file), it
+    sees only what the run appends; ``done`` may start at the records already there. Ids are
+    checked against the ones this watcher has seen: those before ``offset`` were checked by the
+    run's own scan, and the run never appends an id it holds.
+    """
 
     path: Path
     offset: int = 0
@@ -35,33 +45,43 @@ class OutputWatcher:
     requests: int = 0
     cache_hits: int = 0
     tokens: int = 0
+    _scan: OutputScan = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._scan = OutputScan(self.path, self.offset)
+
+    @property
+    def ids(self) -> set[str]:
+        """The ids counted since ``offset``."""
+        return self._scan.ids
+
+    @property
+    def foreign(self) -> int:
+        """Complete lines since ``offset`` that were not records, skipped."""
+        return len(self._scan.foreign)
 
     def poll(self) -> None:
-        """Count the records written since the last call; a torn tail waits for its newline."""
+        """Count the records written since the last call; a missing file has none yet."""
         try:
-            with self.path.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
+            for _, record in self._scan.records():
+                self.done += 1
+                self.failed += record["status"] == "failed"
+                for draft in record.get("drafts") or []:
+                    self._count(draft)
         except FileNotFoundError:
             return
-        end = data.rfind(b"\n") + 1
-        for raw in data[:end].splitlines():
-            try:
-                record = json.loads(raw)
-            except ValueError:
+        finally:
+            self.offset = self._scan.offset
+
+    def _count(self, draft: dict[str, Any]) -> None:
+        """A step's request, then its critique and judge requests."""
+        for request in [draft, *(draft.get("side_requests") or [])]:
+            if request.get("cached"):
+                self.cache_hits += 1
                 continue
-            self.done += 1
-            self.failed += record.get("status") == "failed"
-            for draft in record.get("drafts", []):
-                # a step's request, then its critique and judge requests
-                for request in [draft, *draft.get("side_requests", [])]:
-                    if request.get("cached"):
-                        self.cache_hits += 1
-                        continue
-                    self.requests += request.get("attempts", 1)
-                    usage = request.get("usage", {})
-                    self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-        self.offset += end
+            self.requests += request.get("attempts", 1)
+            usage = request.get("usage") or {}
+            self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
 
 
 class RunProgress:

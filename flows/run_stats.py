@@ -1,19 +1,21 @@
 """Figures of a run, computed from its output file: per step, and a few sample trajectories.
 
 The output JSONL is the single source of truth (see :mod:`flows.progress`): the file is read
-line by line, so memory grows with the number of steps and latencies kept, never with the text
-of the records. Raw JSON is read rather than :class:`~flows.records.Trajectory` so that records
-written by older versions (no ``kind``, no ``rewards``) still count.
+line by line through :mod:`flows.output_reader`, so memory grows with the number of steps,
+latencies and ids kept, never with the text of the records. Raw JSON records are read rather
+than :class:`~flows.records.Trajectory` so that records written by older versions (no
+``kind``, no ``rewards``) still count.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flows.output_reader import OutputScan
 
 __all__ = ["RunStats", "StepStats", "percentile", "read_run_stats", "step_label"]
 
@@ -81,6 +83,8 @@ class RunStats:
 
     records: int = 0
     complete_bytes: int = 0  # where the last whole line ends: a watcher of new lines starts here
+    foreign: int = 0  # complete lines that are not records, skipped
+    repeated: int = 0  # later records of an id seen before, left out
     ok: int = 0
     failed: int = 0
     failed_ids: list[str] = field(default_factory=list)
@@ -148,26 +152,23 @@ def _priced(draft: dict[str, Any]) -> Iterator[tuple[bool, dict[str, Any]]]:
 
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:
-    """Read ``path`` line by line into RunStats; a torn or foreign line is skipped.
+    """Read ``path`` one line at a time into RunStats, by the rules of
+    :mod:`flows.output_reader`: the torn tail and later records of an id are left out, and a
+    foreign line is skipped and counted (figures are shown, never refused); a missing file has
+    no records.
 
     Args:
         path: the run's output JSONL.
         samples: how many records with two drafts or more to keep for the sample view.
     """
     stats = RunStats()
+    scan = OutputScan(path)
     try:
-        fh = path.open("rb")
+        for _, record in scan.records():
+            stats.add(record, samples)
     except FileNotFoundError:
         return stats
-    with fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break  # a torn tail: a writer is mid-line
-            stats.complete_bytes += len(raw)
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                stats.add(record, samples)
+    stats.complete_bytes = scan.offset
+    stats.foreign = len(scan.foreign)
+    stats.repeated = scan.repeated
     return stats

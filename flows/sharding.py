@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from flows.dataset import read_items
 from flows.deployments import batch_parameters
 from flows.output import OutputLog
-from flows.records import Trajectory
+from flows.output_reader import RecordReader
 from flows.run_labels import run_name
 from flows.settings import RunConfig
 
@@ -62,24 +62,31 @@ def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -
 
 
 def merge_parts(output_path: Path, parts: list[Path]) -> int:
-    """Append the parts' records to the output, each id once; return how many were added."""
+    """Append the parts' records to the output, each id once; return how many were added.
+
+    Each part is read by the rules of :mod:`flows.output_reader` (its torn tail left out, the
+    first record of an id kept); a part that is missing (its shard never started) adds nothing.
+
+    Raises:
+        InputError: the output or a part holds a line that is not a record (file and line named).
+    """
     added = 0
     with OutputLog(output_path) as out:
         for part in parts:
             if not part.exists():
                 continue
-            with part.open("rb") as fh:
-                for raw in fh:
-                    if raw.endswith(b"\n"):
-                        added += out.append(Trajectory.model_validate_json(raw))
+            for _, record in RecordReader(part):
+                added += out.append(record)
     return added
 
 
 def done_ids(output_path: Path) -> set[str]:
+    """The ids the output holds (none when it does not exist yet), read by the resume scan of
+    :class:`~flows.output.OutputLog`, which also cuts a torn tail off."""
     if not output_path.exists():
         return set()
-    with OutputLog(output_path) as out:  # also repairs a torn tail
-        return set(out.finished)
+    with OutputLog(output_path) as out:
+        return out.finished
 
 
 def _sharded_run_name() -> str:

@@ -114,7 +114,7 @@ def test_step_table_from_known_records(tmp_path: Path) -> None:
 
 def test_records_without_rewards_or_kind_still_count(tmp_path: Path) -> None:
     old = {"id": "1", "status": "ok", "drafts": [{"step": 1, "text": "t"}]}
-    stats = read_run_stats(write(tmp_path / "o.jsonl", [old, old]))
+    stats = read_run_stats(write(tmp_path / "o.jsonl", [old, {**old, "id": "2"}]))
     assert stats.rows() == [
         {
             "step": "step-1",
