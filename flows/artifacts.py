@@ -4,7 +4,8 @@ All three are computed from the output file (see :mod:`flows.run_stats`), never 
 shared with the flow's tasks, so the flow only wraps its body in :func:`run_dashboard`:
 
 - a **progress** artifact, updated as chunks finish (polled from the output file, whose lines
-  are appended when a chunk's step returns);
+  are appended when a chunk's step returns), started by the flow's body once it has opened the
+  output, from the figures of that one scan;
 - at the end, a **table** artifact (per step: items, mean reward, tokens, latency p50/p95,
   cache hits, drafts with problems, failures) and a **markdown** artifact (a few items' drafts
   step by step, each a word-level diff of the one before).
@@ -21,14 +22,13 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from uuid import UUID
 
-from flows.dataset import read_items
 from flows.progress import OutputWatcher
 from flows.run_labels import run_name, run_tags
 from flows.run_stats import RunStats, read_run_stats
 from flows.sample_view import samples_markdown
 from flows.settings import RunConfig
 
-__all__ = ["artifact_key", "publish_summary", "run_dashboard"]
+__all__ = ["ProgressFeed", "artifact_key", "publish_summary", "run_dashboard"]
 
 POLL_S = 1.0
 
@@ -54,54 +54,75 @@ async def _label_flow_run(tags: list[str]) -> None:
     context.flow_run.tags = merged
 
 
-class _Progress:
-    """A progress artifact that follows the output file until the run ends."""
+class ProgressFeed:
+    """The progress artifact of a run, following its output file once the flow has started it.
 
-    def __init__(self, input_path: Path, output_path: Path, key: str) -> None:
-        self.input_path = input_path
+    :func:`run_dashboard` hands one to the flow's body, which calls :meth:`start` once it has
+    loaded the items and opened the output: the count of items and the resume scan's figures
+    (records already there, the offset of the last whole line) are all the artifact needs, so
+    neither the dataset nor the output is read again for it.
+    """
+
+    def __init__(self, output_path: Path, key: str) -> None:
+        self.output_path = output_path
         self.key = key
-        before = read_run_stats(output_path, samples=0)
-        self.total = max(_count_items(input_path), before.records, 1)
-        self.watcher = OutputWatcher(output_path, offset=before.complete_bytes, done=before.records)
+        self.total = 1
+        self.watcher: OutputWatcher | None = None
         self.artifact_id: UUID | None = None
         self.shown = -1.0
+        self._follower: asyncio.Task[None] | None = None
 
-    def percent(self) -> float:
-        return round(min(100.0, 100.0 * self.watcher.done / self.total), 1)
+    def start(self, *, items: int, done: int, offset: int) -> None:
+        """Publish the progress and keep it current until the body ends.
 
-    def describe(self) -> str:
+        Args:
+            items: the run's items (resumed ones included).
+            done: records the output held when the run opened it.
+            offset: where its last whole line ended then: only later lines are new.
+        """
+        if self._follower is not None:
+            raise RuntimeError("the progress artifact is started once per run")
+        self.total = max(items, done, 1)
+        self.watcher = OutputWatcher(self.output_path, offset=offset, done=done)
+        self._follower = asyncio.create_task(self._follow())
+
+    async def update(self) -> None:
+        """Poll the output and publish the percentage when it moved; nothing before start."""
+        from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+
         w = self.watcher
-        return (
+        if w is None:
+            return
+        w.poll()
+        percent = round(min(100.0, 100.0 * w.done / self.total), 1)
+        if percent == self.shown:
+            return
+        description = (
             f"{w.done} of {self.total} items done ({w.failed} failed) · {w.requests} requests · "
             f"{w.cache_hits} cache hits · {w.tokens} tokens"
         )
-
-    async def update(self) -> None:
-        from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-
-        self.watcher.poll()
-        percent = self.percent()
-        if percent == self.shown:
-            return
         if self.artifact_id is None:
             self.artifact_id = await acreate_progress_artifact(
-                percent, key=self.key, description=self.describe()
+                percent, key=self.key, description=description
             )
         else:
-            await aupdate_progress_artifact(self.artifact_id, percent, self.describe())
+            await aupdate_progress_artifact(self.artifact_id, percent, description)
         self.shown = percent
 
-    async def follow(self) -> None:
+    async def _follow(self) -> None:
         while True:
             await _quietly(self.update())
             await asyncio.sleep(POLL_S)
 
-
-def _count_items(path: Path) -> int:
-    try:
-        return len(read_items(path))
-    except Exception:  # noqa: BLE001 - the flow reports a bad dataset itself
-        return 0
+    async def stop(self, *, final: bool) -> None:
+        """Stop following; with ``final``, publish the last figures (the body ended)."""
+        if self._follower is None:
+            return
+        self._follower.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._follower
+        if final:
+            await _quietly(self.update())
 
 
 async def _quietly(call: object) -> None:
@@ -151,27 +172,24 @@ async def publish_summary(
 @asynccontextmanager
 async def run_dashboard(
     input_path: Path, output_path: Path, config: RunConfig
-) -> AsyncIterator[None]:
+) -> AsyncIterator[ProgressFeed]:
     """Wrap a batch flow's body: tags the flow run and its task runs, keeps the progress
-    artifact current, and publishes the table and markdown artifacts when the body ends."""
+    artifact current once the body starts it (see :class:`ProgressFeed`), and publishes the
+    table and markdown artifacts when the body ends."""
     import prefect
 
     tags = run_tags(config)
     await _quietly(_label_flow_run(tags))
-    progress = _Progress(input_path, output_path, artifact_key("progress", input_path, config))
-    follower = asyncio.create_task(progress.follow())
+    progress = ProgressFeed(output_path, artifact_key("progress", input_path, config))
     ended = False  # normally or with an error; not cancelled or interrupted
     try:
         with prefect.tags(*tags):
-            yield
+            yield progress
         ended = True
     except Exception:
         ended = True
         raise
     finally:
-        follower.cancel()
-        with suppress(asyncio.CancelledError):
-            await follower
+        await progress.stop(final=ended)
         if ended:
-            await _quietly(progress.update())
             await publish_summary(input_path, output_path, config)

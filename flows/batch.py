@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from flows.artifacts import run_dashboard
+from flows.artifacts import ProgressFeed, run_dashboard
 from flows.batch_summary import BatchSummary, Tally
 from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
@@ -196,18 +196,21 @@ async def refine_batch(
     """
     try:
         config = config or RunConfig()
-        async with run_dashboard(input_path, output_path, config):  # UI: tags, artifacts
-            return await _run_batch(input_path, output_path, config)
+        async with run_dashboard(input_path, output_path, config) as progress:  # UI
+            return await _run_batch(input_path, output_path, config, progress)
     except RefineError as exc:
         get_run_logger().error("run stopped: %s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
-async def _run_batch(input_path: Path, output_path: Path, config: RunConfig) -> BatchSummary:
+async def _run_batch(
+    input_path: Path, output_path: Path, config: RunConfig, progress: ProgressFeed
+) -> BatchSummary:
     started = time.perf_counter()
     logger = get_run_logger()
-    items = load_checked_items(input_path, config)
-    with OutputLog(output_path) as out:
+    items = load_checked_items(input_path, config)  # the one read of the dataset
+    with OutputLog(output_path) as out:  # the one scan of the output: resume and progress
+        progress.start(items=len(items), done=out.records_before, offset=out.complete_bytes)
         pending = [item for item in items if item.id not in out.finished]
         skipped = len(items) - len(pending)
         failed_before = sum(item.id in out.failed for item in items)

@@ -102,3 +102,9 @@ async def test_run_name_tags_artifacts_and_failure_ids(
     assert artifacts["table"].key == "refine-steps-summarize-reviews"
     markdown = artifacts["markdown"].data
     assert "### item `r0`" in markdown and "**step-2**" in markdown
+
+    # resumed: the progress starts from the records the run's own resume scan found
+    again = await refine_batch(data, out, make_config(fake_server, tmp_path), return_state=True)
+    progress = (await flow_run_artifacts(again.state_details.flow_run_id))["progress"]
+    assert progress.data == 100.0 and progress.key == "refine-progress-summarize-reviews"
+    assert progress.description.startswith("5 of 5 items done (0 failed) · 0 requests")
