@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 Spec = str | dict[str, Any]
-"""A validator or reward as configured: ``"rouge_l"``, ``"pkg.mod:fn"`` or ``{name = ..., ...}``."""
+"""A cleaner, validator or reward as configured, in the grammar of :mod:`postprocess.specs`:
+``"rouge_l"``, ``"truncate_chars:500"``, ``"pkg.mod:fn"`` or ``{name = ..., ...}``."""
 
 Selection = Literal["last", "best"]
 """``last`` usable draft, or the ``best`` one by the primary reward (ties to the later step)."""

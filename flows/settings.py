@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.endpoint_settings import EndpointConfig, RetryConfig
 from flows.local_model import LocalModelConfig
-from flows.loop_settings import LoopFields
+from flows.loop_settings import LoopFields, Spec
 from refine.errors import ConfigError
 
 __all__ = [
@@ -69,8 +69,8 @@ class RunConfig(LoopFields):
     examples_path: Path | None = None
     source_lang: str = "English"
     target_lang: str = "French"
-    postprocess: list[str] | None = Field(
-        default=None, description="cleaner names; None = the task's default chain"
+    postprocess: list[Spec] | None = Field(
+        default=None, description="cleaner specs; None = the task's default chain"
     )
     max_output_chars: int | None = Field(default=None, gt=0)
     max_prompt_chars: int = Field(default=100_000, gt=0)

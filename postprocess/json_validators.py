@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
 
-from postprocess.specs import import_reference
+from postprocess.references import import_reference
 from postprocess.validators import ValidationResult, Validator
 from refine.errors import ConfigError
 

@@ -1,11 +1,14 @@
-"""Name cleaners in configuration: a registry of factories and a parser for cleaner specs.
+"""Name cleaners in configuration: the cleaner registry, its argument kinds, and chains.
 
-A spec is a registered name (``"strip"``), a name with one argument after the first colon
-(``"truncate_chars:2000"``, ``"drop_lines:^Note: .*"``: the rest of the spec exactly, colons and
-spaces included), or ``"package.module:function"`` naming a user cleaner to import; a registered
-name wins over an import. Each name declares the kind of argument it takes
-(:data:`INTEGER_ARGUMENT`, :data:`REGEX_ARGUMENT` or none), so a bad one fails when the chain is
-built, naming the spec.
+Cleaners are named by the specs every registry reads (see :mod:`postprocess.specs`): a name
+(``"strip"``), a name with its argument after the first colon (``"truncate_chars:2000"``,
+``"drop_lines:^Note: .*"``: the rest of the spec exactly, colons and spaces included), a table
+setting the factory's parameter by its name (``{ name = "truncate_chars", limit = 2000 }``,
+``{ name = "drop_lines", pattern = "^Note: .*" }``), or ``"package.module:function"`` naming a
+user cleaner to import; a registered name wins over an import. Each name declares the kind of
+argument it takes (:data:`INTEGER_ARGUMENT`, :data:`REGEX_ARGUMENT` or none), so a bad one fails
+when the chain is built, naming the spec.
+
 :class:`CleanerRegistry` is a :class:`~postprocess.specs.FactoryRegistry` like the validator and
 reward registries, so names, copies and unknown-name errors work and read the same in all three.
 The registry is an object built fresh by :func:`default_cleaners` for each run, never a mutated
@@ -14,9 +17,9 @@ module global, so one run's registrations cannot leak into another.
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from postprocess.chain import CleanerChain
 from postprocess.cleaners import (
@@ -28,7 +31,7 @@ from postprocess.cleaners import (
     truncate_chars,
 )
 from postprocess.filters import reject_empty, reject_if, reject_longer, reject_unless
-from postprocess.specs import Argument, FactoryRegistry, import_reference, is_reference
+from postprocess.specs import Argument, FactoryRegistry, spec_label
 from postprocess.text_cleaners import (
     drop_lines,
     extract_json,
@@ -45,23 +48,32 @@ __all__ = [
     "Argument",
     "CleanerFactory",
     "CleanerRegistry",
+    "CleanerSpec",
     "build_chain",
     "default_cleaners",
 ]
 
 CleanerFactory = Callable[..., Cleaner]
-"""Builds a cleaner from a spec's argument: none (``"strip"``) or one (``"name:2000"``)."""
+"""Builds a cleaner from a spec's parameters, as keywords: none (``"strip"``) or the argument
+(``"name:2000"`` or ``{ name = "name", limit = 2000 }``)."""
+
+CleanerSpec = str | Mapping[str, Any]
+"""A cleaner as configured: ``"name"``, ``"name:ARG"``, ``"package.module:function"`` or a table."""
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-def _parse_integer(text: str) -> int:
-    if not _INTEGER.fullmatch(text.strip()):
-        raise ValueError(f"the argument must be an integer, got {text!r}")
-    return int(text)
+def _parse_integer(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not _INTEGER.fullmatch(value.strip()):
+        raise ValueError(f"the argument must be an integer, got {value!r}")
+    return int(value)
 
 
-def _parse_regex(text: str) -> re.Pattern[str]:
+def _parse_regex(text: object) -> re.Pattern[str]:
+    if not isinstance(text, str):
+        raise ValueError(f"the pattern must be a string, got {text!r}")
     if not text:
         raise ValueError("the pattern is empty, and an empty pattern matches everything")
     try:
@@ -80,47 +92,27 @@ class CleanerRegistry(FactoryRegistry[CleanerFactory]):
     """Maps cleaner names to factories and turns specs into cleaners."""
 
     kind = "cleaner"
+    contract = "(text)"
+    call_example: tuple[object, ...] = ("",)
 
-    def register(
-        self, name: str, factory: CleanerFactory, argument: Argument | None = None
-    ) -> None:
-        """Add or replace a cleaner; the factory is called with the parsed argument, or with none
-        when ``argument`` is None, which it must accept."""
-        if name.isidentifier():  # else the base class says the name is wrong
-            _check_arity(name, factory, argument)
-        super().register(name, factory, argument)
-
-    def resolve(self, spec: str) -> Cleaner:
+    def resolve(self, spec: CleanerSpec) -> Cleaner:
         """The cleaner a spec names; unknown names fail with the list of known ones."""
-        name, sep, raw = spec.lstrip().partition(":")
-        name = name.strip()
-        if name in self._factories:
-            return self._build(spec, name, raw if sep else None)
-        reference = f"{name}:{raw.strip()}"
-        if sep and is_reference(reference):
-            return _import_cleaner(spec, reference)
-        raise self.unknown(name)
+        _, cleaner = self.build_spec(spec)
+        return cleaner  # type: ignore[no-any-return]
 
-    def build_chain(self, specs: Sequence[str]) -> CleanerChain:
-        """Resolve every spec up front, so a typo fails before the first model call."""
-        if isinstance(specs, str):
-            raise ConfigError(f"cleaners must be a list of specs, got the string {specs!r}")
-        return CleanerChain(tuple(specs), tuple(self.resolve(spec) for spec in specs))
+    def build_chain(self, specs: Sequence[CleanerSpec]) -> CleanerChain:
+        """Resolve every spec up front, so a typo fails before the first model call.
 
-    def _build(self, spec: str, name: str, raw: str | None) -> Cleaner:
-        argument = self._arguments.get(name)
-        if argument is None and raw is not None:
-            raise ConfigError(f"cleaner spec {spec!r}: {name} takes no argument")
-        if argument is not None and raw is None:
-            usage = f"needs {argument.what} argument ('{name}:{argument.example}')"
-            raise ConfigError(f"cleaner spec {spec!r}: {name} {usage}")
-        try:
-            args = () if argument is None or raw is None else (argument.parse(raw),)
-            return self._factories[name](*args)
-        except ValueError as exc:
-            raise ConfigError(f"cleaner spec {spec!r}: {exc}") from None
-        except ConfigError as exc:  # the factory refused the value: say which spec it was
-            raise ConfigError(f"cleaner spec {spec!r}: {exc}") from None
+        The chain names each cleaner by its spec as written (a table by ``name(parameters)``).
+        """
+        if isinstance(specs, str | Mapping):
+            raise ConfigError(f"cleaners must be a list of specs, got {specs!r}")
+        cleaners, labels = [], []
+        for spec in specs:
+            parsed, cleaner = self.build_spec(spec)
+            cleaners.append(cleaner)
+            labels.append(spec if isinstance(spec, str) else spec_label(parsed.name, parsed.params))
+        return CleanerChain(tuple(labels), tuple(cleaners))
 
 
 def default_cleaners() -> CleanerRegistry:
@@ -154,7 +146,9 @@ def default_cleaners() -> CleanerRegistry:
     return registry
 
 
-def build_chain(specs: Sequence[str], registry: CleanerRegistry | None = None) -> CleanerChain:
+def build_chain(
+    specs: Sequence[CleanerSpec], registry: CleanerRegistry | None = None
+) -> CleanerChain:
     """Build a chain from specs, using the built-in cleaners unless a registry is given."""
     return (registry or default_cleaners()).build_chain(specs)
 
@@ -162,22 +156,3 @@ def build_chain(specs: Sequence[str], registry: CleanerRegistry | None = None) -
 def _constant(cleaner: Cleaner) -> CleanerFactory:
     """The factory of a cleaner that takes no argument."""
     return lambda: cleaner
-
-
-def _check_arity(name: str, factory: CleanerFactory, argument: Argument | None) -> None:
-    """Fail at registration if the factory cannot take the argument its name declares."""
-    try:
-        inspect.signature(factory).bind(*(() if argument is None else (None,)))
-    except TypeError:
-        takes = "no argument" if argument is None else f"one argument ({argument.what})"
-        raise ConfigError(f"cleaner {name!r}: its factory must take {takes}") from None
-    except ValueError:  # no introspectable signature (some builtins): trust the declaration
-        pass
-
-
-def _import_cleaner(spec: str, reference: str) -> Cleaner:
-    """Import ``module:function`` (the attribute may be dotted) and check it is callable."""
-    target = import_reference(reference, f"cleaner {spec!r}")
-    if not callable(target):
-        raise ConfigError(f"cleaner {spec!r} is a {type(target).__name__}, not a function")
-    return target  # type: ignore[return-value]

@@ -1,9 +1,10 @@
 """Name rewards in configuration: a registry of factories and a builder for reward specs.
 
-A spec is a registered name (``"rouge_l"``), a mapping holding the name and the factory's
-parameters (``{"name": "chrf", "word_order": 2}``), or ``"package.module:function"`` naming a
-user reward to import (it is the reward itself, so it takes no parameters). Every spec is
-resolved when the configuration is read, so a typo fails before the first model call.
+Rewards are named by the specs every registry reads (see :mod:`postprocess.specs`): a registered
+name (``"rouge_l"``), a mapping holding the name and the factory's parameters
+(``{"name": "chrf", "word_order": 2}``), or ``"package.module:function"`` naming a user reward
+to import (it is the reward itself, so it takes no parameters). Every spec is resolved when the
+configuration is read, so a typo fails before the first model call.
 
 The registry is an object built fresh by :func:`default_rewards` for each run, never a mutated
 module global. Rewards that need more than a row and a draft are registered on it by their
@@ -31,13 +32,7 @@ from postprocess.rewards import (
     rouge_l,
     token_f1,
 )
-from postprocess.specs import (
-    FactoryRegistry,
-    check_params,
-    import_reference,
-    is_reference,
-    split_spec,
-)
+from postprocess.specs import FactoryRegistry, spec_label
 from refine.errors import ConfigError
 
 __all__ = [
@@ -71,10 +66,7 @@ class NamedReward:
     @property
     def label(self) -> str:
         """The name with its parameters, e.g. ``chrf(word_order=2)``: unique within a run."""
-        if not self.params:
-            return self.name
-        shown = ", ".join(f"{key}={value!r}" for key, value in sorted(self.params.items()))
-        return f"{self.name}({shown})"
+        return spec_label(self.name, self.params)
 
     def __call__(self, item: Mapping[str, Any], draft: RewardDraft) -> float:
         try:
@@ -95,26 +87,14 @@ class RewardRegistry(FactoryRegistry[RewardFactory]):
     """Maps reward names to factories and turns specs into :class:`NamedReward` objects."""
 
     kind = "reward"
+    contract = "(row, draft)"
+    call_example: tuple[object, ...] = ({}, RewardDraft(""))
+    wraps_factory_errors = False  # reward factories name themselves: "reward bleu: ..."
 
     def resolve(self, spec: RewardSpec) -> NamedReward:
         """The reward a spec names; unknown names fail with the list of known ones."""
-        name, params = split_spec(spec, self.kind)
-        if name in self:
-            factory = self._factories[name]
-            check_params(f"reward {name!r}", params, factory)
-            return NamedReward(name, factory(**params), params)
-        if not is_reference(name):
-            raise self.unknown(name)
-        if params:
-            raise ConfigError(
-                f"reward {name!r} is a user reward and takes no parameters, got "
-                f"{', '.join(sorted(params))}; register a factory to configure one"
-            )
-        target = import_reference(name, f"reward {name!r}")
-        if not callable(target):
-            kind = type(target).__name__
-            raise ConfigError(f"reward {name!r} names a value of type {kind}, not a function")
-        return NamedReward(name, target)  # type: ignore[arg-type]
+        parsed, reward = self.build_spec(spec)
+        return NamedReward(parsed.name, reward, parsed.params)
 
     def build(self, specs: Sequence[RewardSpec]) -> list[NamedReward]:
         """Resolve every spec up front; the same reward listed twice is a mistake, not a weight."""

@@ -1,8 +1,9 @@
 """Name validators in configuration: a registry of factories and the specs that pick them.
 
-A spec is a registered name (``"python_compiles"``), a table with a ``name`` key and the
-factory's parameters (``{"name": "length", "max_words": 150}``, as TOML ``[[validators]]`` gives
-it), or ``"package.module:function"`` naming a user validator to import. Every spec is built up
+Validators are named by the specs every registry reads (see :mod:`postprocess.specs`): a
+registered name (``"python_compiles"``), a table with a ``name`` key and the factory's parameters
+(``{"name": "length", "max_words": 150}``, as TOML ``[[validators]]`` gives it), or
+``"package.module:function"`` naming a user validator to import. Every spec is built up
 front, so an unknown name, a misspelt parameter, a bad regex or an unreadable schema fails before
 the first model call. The registry is an object built fresh by :func:`default_validators` for each
 run, never a mutated module global; more factories (the sandboxed tests validator) are added to it
@@ -15,20 +16,13 @@ through :class:`NamedValidator` turns that into :class:`ValidatorCrashed`, never
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from postprocess.json_validators import json_parses, json_schema, pydantic_model
-from postprocess.specs import (
-    FactoryRegistry,
-    check_params,
-    import_reference,
-    is_reference,
-    split_spec,
-)
+from postprocess.specs import FactoryRegistry
 from postprocess.validators import (
     ValidationResult,
     Validator,
@@ -109,12 +103,8 @@ class ValidatorRegistry(FactoryRegistry[ValidatorFactory]):
 
     def build(self, spec: ValidatorSpec, base_dir: Path | None = None) -> NamedValidator:
         """The validator a spec names; unknown names fail with the list of known ones."""
-        name, params = split_spec(spec, self.kind)
-        if name in self._factories:
-            return NamedValidator(name, self._call_factory(name, params, base_dir))
-        if is_reference(name):
-            return NamedValidator(name, _import_validator(name, params))
-        raise self.unknown(name)
+        parsed, validator = self.build_spec(spec, **{_BASE_DIR: base_dir})
+        return NamedValidator(parsed.name, validator)
 
     def build_all(
         self, specs: Sequence[ValidatorSpec], base_dir: Path | None = None
@@ -123,22 +113,6 @@ class ValidatorRegistry(FactoryRegistry[ValidatorFactory]):
         if isinstance(specs, str | Mapping):
             raise ConfigError(f"validators must be a list of specs, got {specs!r}")
         return [self.build(spec, base_dir) for spec in specs]
-
-    def _call_factory(self, name: str, params: dict[str, Any], base_dir: Path | None) -> Validator:
-        factory = self._factories[name]
-        what = f"validator {name!r}"
-        check_params(what, params, factory, injected=[_BASE_DIR])
-        arguments = dict(params)
-        if _takes(factory, _BASE_DIR):
-            arguments[_BASE_DIR] = base_dir
-        try:
-            validator = factory(**arguments)
-        except ConfigError as exc:
-            raise ConfigError(f"{what}: {exc}") from exc
-        if not callable(validator):
-            kind = type(validator).__name__
-            raise ConfigError(f"{what}: its factory returned {kind}, not a validator")
-        return validator
 
 
 def default_validators() -> ValidatorRegistry:
@@ -167,31 +141,3 @@ def build_validators(
     ``base_dir`` is the configuration file's folder: relative schema paths are resolved from it.
     """
     return (registry or default_validators()).build_all(specs, base_dir)
-
-
-def _takes(factory: ValidatorFactory, parameter: str) -> bool:
-    try:
-        return parameter in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _import_validator(reference: str, params: Mapping[str, Any]) -> Validator:
-    """Import a user validator and check it can be called as ``(draft, row)``."""
-    what = f"validator {reference!r}"
-    if params:
-        raise ConfigError(
-            f"{what} is a user function and takes no parameters; got {', '.join(params)}"
-        )
-    target = import_reference(reference, what)
-    if not callable(target):
-        raise ConfigError(f"{what} is a {type(target).__name__}, not a function")
-    try:
-        inspect.signature(target).bind("", {})
-    except TypeError:
-        raise ConfigError(
-            f"{what} must take (draft, row), but its signature is {inspect.signature(target)}"
-        ) from None
-    except ValueError:  # no introspectable signature (some builtins): trust it
-        pass
-    return target  # type: ignore[no-any-return]

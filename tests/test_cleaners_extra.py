@@ -241,7 +241,10 @@ def test_specs_take_string_arguments_split_at_the_first_colon() -> None:
             r"'drop_lines:\(\[unclosed': '\(\[unclosed' is not a valid regular",
         ),
         ("reject_if:", "the pattern is empty"),
-        ("reject_unless", r"needs a regular expression argument \('reject_unless:\^Note:'\)"),
+        (
+            "reject_unless",
+            r"needs a regular expression argument \('reject_unless:\^Note:', or pattern in a table",
+        ),
         ("truncate_sentences:three", "'truncate_sentences:three': the argument must be an integer"),
         ("truncate_tokens:0", "'truncate_tokens:0': truncate_tokens needs a positive integer"),
         ("reject_longer:-5", "reject_longer needs a positive integer limit, got -5"),
@@ -279,5 +282,9 @@ def test_registered_arguments_survive_copies_and_are_checked_on_registration() -
     assert "drop" not in registry
     with pytest.raises(ConfigError, match="'cut2': its factory must take one argument"):
         registry.register("cut2", lambda: sign, INTEGER_ARGUMENT)
-    with pytest.raises(ConfigError, match="'cut3': its factory must take no argument"):
-        registry.register("cut3", truncate_tokens)
+    registry.register("cut3", truncate_tokens)  # no shorthand: its parameter comes in a table
+    assert registry.build_chain([{"name": "cut3", "count": 1}])("a b") == "a"
+    with pytest.raises(ConfigError, match="cut3 takes no argument; its parameters go in a table"):
+        registry.build_chain(["cut3:1"])
+    with pytest.raises(ConfigError, match="'cut3': missing parameter 'count'"):
+        registry.build_chain(["cut3"])

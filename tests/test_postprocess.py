@@ -173,7 +173,10 @@ def test_unknown_cleaner_lists_the_known_ones() -> None:
     ("spec", "error"),
     [
         ("strip:3", "strip takes no argument"),
-        ("truncate_chars", r"needs an integer argument \('truncate_chars:1000'\)"),
+        (
+            "truncate_chars",
+            r"'truncate_chars' needs an integer argument \('truncate_chars:1000', or limit in a",
+        ),
         ("truncate_chars:lots", "must be an integer"),
         ("truncate_chars:0", "positive integer"),
         ("no_such_module_xyz.sub:clean", "cannot import 'no_such_module_xyz.sub'"),

@@ -318,7 +318,7 @@ def test_unknown_reward_lists_the_valid_names() -> None:
             "reward 'tests.no_such_module:fn': cannot import 'tests.no_such_module'",
         ),
         ("tests.test_rewards:missing", "module 'tests.test_rewards' has no 'missing'"),
-        ("tests.test_rewards:NOT_CALLABLE", "names a value of type int, not a function"),
+        ("tests.test_rewards:NOT_CALLABLE", "is a int, not a function"),
     ],
 )
 def test_bad_specs_fail_at_config_time(spec: Any, message: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from postprocess.specs import split_spec
+from postprocess.specs import ParsedSpec
 from postprocess.validator_registry import (
     ValidatorCrashed,
     ValidatorRegistry,
@@ -95,8 +95,8 @@ def test_specs_mix_names_tables_and_user_functions() -> None:
         ),
         (
             {"name": f"{HELPERS}:cites_reference", "strict": True},
-            f"validator '{HELPERS}:cites_reference' is a user function and takes no parameters; "
-            "got strict",
+            f"validator '{HELPERS}:cites_reference' is a user validator and takes no parameters, "
+            "got strict; register a factory to configure one",
         ),
         (
             "tests.nowhere:check",
@@ -172,9 +172,12 @@ def test_factories_can_be_called_directly() -> None:
         length_bounds()
 
 
-def test_split_spec_keeps_parameters() -> None:
-    assert split_spec(" json ", "validator") == ("json", {})
-    assert split_spec({"name": "length", "max_words": 3}, "validator") == (
-        "length",
-        {"max_words": 3},
+def test_parse_keeps_the_name_and_parameters() -> None:
+    registry = default_validators()
+    assert registry.parse(" json ") == ParsedSpec("json", {}, " json ")
+    assert registry.parse({"name": "length", "max_words": 3}) == ParsedSpec(
+        "length", {"max_words": 3}, "length"
+    )
+    assert registry.parse(f"{HELPERS}:cites_reference") == ParsedSpec(
+        f"{HELPERS}:cites_reference", {}, f"{HELPERS}:cites_reference", reference=True
     )
