@@ -27,7 +27,8 @@ from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
 from flows.records import Item, Trajectory
 from flows.run_labels import batch_run_name
-from flows.runtime import check_items, load_checked_items, open_refiner
+from flows.preflight import check_items, load_checked_items
+from flows.runtime import open_refiner
 from flows.settings import RunConfig
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 

@@ -49,7 +49,7 @@ def _prepare(
     """Check the server, the settings and the dataset now (a typo fails here, not at 2 a.m.),
     then build the deployment's parameters. ``settings``: the command's other options."""
     from flows.deployments import batch_parameters
-    from flows.runtime import load_checked_items
+    from flows.preflight import load_checked_items
     from flows.settings import build_run_config
 
     _require_server()

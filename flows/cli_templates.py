@@ -30,10 +30,10 @@ def _config(
 @templates_app.command("list")
 def list_templates(template_dir: TemplateDirs = None, config: ConfigFile = None) -> None:
     """List every template on the search path and where it comes from."""
-    from flows.runtime import templates_for
+    from flows.render import template_environment
 
     def action() -> None:
-        _, env = templates_for(_config(template_dir, config))
+        env = template_environment(_config(template_dir, config))
         table = Table("name", "source", "path")
         for info in env.list_templates():
             table.add_row(info.name, "packaged" if info.packaged else "user", str(info.path))
@@ -51,10 +51,10 @@ def show(
     config: ConfigFile = None,
 ) -> None:
     """Print a template's source and the file it comes from."""
-    from flows.runtime import templates_for
+    from flows.render import template_environment
 
     def action() -> None:
-        _, env = templates_for(_config(template_dir, config))
+        env = template_environment(_config(template_dir, config))
         text, path = env.source(name)
         Console(stderr=True).print(f"# {path}", highlight=False)
         print(text)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.runtime import (
-    examples_for,
-    load_checked_items,
-    render_placeholder_step,
-    templates_for,
-)
+from flows.preflight import load_checked_items
+from flows.render import StepRenderer
 from flows.settings import RunConfig
 from refine.errors import FieldProblem, InputError
 
@@ -25,5 +21,4 @@ def render_row(config: RunConfig, path: Path, line: int, step: int) -> list[dict
         raise InputError(path, [FieldProblem(line, None, f"no row here (rows start on: {lines})")])
     steps = max(config.steps, step)
     config = config.model_copy(update={"steps": steps})
-    kind, env = templates_for(config)
-    return render_placeholder_step(config, kind, env, examples_for(config, kind), item, step)
+    return StepRenderer.for_config(config).placeholder(item, step)

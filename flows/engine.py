@@ -19,31 +19,16 @@ from flows.client import Completion
 from flows.loop_plan import JudgeReward, LoopPlan
 from flows.model_calls import ModelCalls, side_request
 from flows.records import Draft, Item, StopReason, Trajectory
+from flows.render import StepRenderer
+from flows.select import select_draft, total_reward
 from flows.settings import RunConfig
-from flows.stopping import over_budget, select_draft, stop_reason, total_reward
+from flows.stopping import over_budget, stop_reason
 from postprocess.filters import DraftRejected
 from postprocess.reward_registry import NamedReward
 from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
-from prompts import TaskKind, TemplateEnvironment, build_variables
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
-__all__ = ["ItemRun", "Refiner", "input_fields", "step_variables"]
-
-
-def input_fields(item: Item, kind: TaskKind, config: RunConfig) -> dict[str, Any]:
-    """The row's fields with the task's optional fields and configured defaults filled in.
-
-    A null or empty value counts as absent for a field that has a default (an empty CSV cell
-    must not turn "into French" into "into ").
-    """
-    defaults: dict[str, Any] = dict(kind.optional)
-    if kind.name == "translate":
-        defaults.update(source_lang=config.source_lang, target_lang=config.target_lang)
-    fields = dict(defaults)
-    fields.update(
-        {k: v for k, v in item.fields.items() if k not in defaults or v not in (None, "")}
-    )
-    return fields
+__all__ = ["CleanerFailed", "ItemRun", "Refiner"]
 
 
 @dataclass
@@ -92,30 +77,6 @@ class ItemRun:
         )
 
 
-def step_variables(
-    config: RunConfig,
-    fields: dict[str, Any],
-    drafts: list[Draft],
-    examples: list[dict[str, Any]],
-    step: int,
-) -> dict[str, object]:
-    """The template variables for ``step``: only the last k drafts and their problem lists, so
-    prompts don't grow with T; the latest draft's critique is the ``feedback``."""
-    recent = drafts[-config.history :]
-    return build_variables(
-        config.task,
-        step,
-        config.steps,
-        fields,
-        examples=examples,
-        drafts=[d.text for d in recent],
-        errors=recent[-1].problems if recent else (),
-        problems=[d.problems for d in recent],
-        feedback=recent[-1].critique if recent else None,
-        stop_phrase=config.critique.stop_phrase,
-    )
-
-
 class CleanerFailed(RefineError):
     """A cleaner raised on one answer: this item fails, not the run."""
 
@@ -138,25 +99,21 @@ class Refiner:
     def __init__(
         self,
         config: RunConfig,
-        kind: TaskKind,
-        templates: TemplateEnvironment,
+        renderer: StepRenderer,
         calls: ModelCalls,
         clean: Callable[[str], str],
-        examples: list[dict[str, Any]],
         plan: LoopPlan,
     ) -> None:
         self.config = config
-        self.kind = kind
-        self.templates = templates
+        self.renderer = renderer
         self.calls = calls
         self.clean = clean
-        self.examples = examples
         self.plan = plan
         self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
 
     def start(self, item: Item) -> ItemRun:
         """A fresh run for ``item``."""
-        return ItemRun(item=item, fields=input_fields(item, self.kind, self.config))
+        return ItemRun(item=item, fields=self.renderer.fields(item))
 
     def finish(self, run: ItemRun) -> Trajectory:
         """The output record of a finished run, selected as configured."""
@@ -192,9 +149,7 @@ class Refiner:
 
     async def _draft(self, run: ItemRun, step: int, *, fix: bool) -> Draft:
         """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
-        variables = step_variables(self.config, run.fields, run.drafts, self.examples, step)
-        role = "fix" if fix else None
-        messages = self.templates.render_messages(self.kind.name, step, variables, role=role)
+        messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
         completion, cached = await self.calls.complete(messages, step)
         rejected: str | None = None
         try:
@@ -259,8 +214,7 @@ class Refiner:
 
     async def _side_request(self, run: ItemRun, draft: Draft, role: str) -> Completion:
         """Render ``<task>/<role>.j2`` about the latest draft, ask, and record the request."""
-        variables = step_variables(self.config, run.fields, run.drafts, self.examples, draft.step)
-        messages = self.templates.render_messages(self.kind.name, draft.step, variables, role=role)
+        messages = self.renderer.messages(run.fields, run.drafts, draft.step, role)
         completion, cached = await self.calls.complete(messages, draft.step, role=role)
         draft.side_requests.append(side_request(role, completion, cached))
         return completion

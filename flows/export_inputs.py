@@ -44,23 +44,18 @@ class StepOnePrompts:
     ) -> None:
         """Build the run's config exactly as ``refine run`` does (flags over file over
         environment), with the task defaults the same dataset gives it."""
-        from flows.runtime import examples_for, templates_for
+        from flows.render import StepRenderer
         from flows.settings import build_run_config
         from flows.task_defaults import with_task_defaults
 
         self.dataset = dataset
-        self.config = with_task_defaults(build_run_config(overrides, config_file), items)
-        self.kind, self.env = templates_for(self.config)
-        self.examples = examples_for(self.config, self.kind)
+        config = with_task_defaults(build_run_config(overrides, config_file), items)
+        self.renderer = StepRenderer.for_config(config)
 
     def __call__(self, item: Item) -> list[ChatMessage]:
         """The step-1 messages for ``item`` (step 1 never renders the fix template)."""
-        from flows.engine import input_fields, step_variables
-
-        fields = input_fields(item, self.kind, self.config)
-        variables = step_variables(self.config, fields, [], self.examples, 1)
         try:
-            messages = self.env.render_messages(self.kind.name, 1, variables, role=None)
+            messages = self.renderer.messages(self.renderer.fields(item), [], 1)
         except RefineError as exc:
             raise TemplateError(
                 f"{self.dataset}: line {item.line}, item {item.id!r}: step-1 prompt: {exc}"

@@ -14,12 +14,23 @@ from pathlib import Path
 from typing import NoReturn
 
 from flows.dataset import read_rows
+from flows.loop_plan import LoopPlan, build_plan, check_loop_inputs
 from flows.records import Item
-from flows.runtime import check_items
+from flows.render import StepRenderer
+from flows.runtime import cleaner_chain
 from flows.settings import RunConfig
+from flows.task_defaults import with_task_defaults
+from prompts import ENGINE_VARIABLES, ROLES, check_rows
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["CheckedInput", "load_input", "oversized_fields"]
+__all__ = [
+    "CheckedInput",
+    "check_items",
+    "load_checked_items",
+    "load_input",
+    "oversized_fields",
+    "roles_used",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,44 @@ class CheckedInput:
     def skipped_lines(self) -> list[int]:
         """The input lines left out, each once, in order."""
         return sorted({problem.line for problem in self.skipped})
+
+
+def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
+    """The role templates a run renders: the steps', ``fix``, and critique and judge if used."""
+    roles = (*ROLES, "fix")
+    if config.critique.enabled:
+        roles += ("critique",)
+    if plan.judges:
+        roles += ("judge",)
+    return roles
+
+
+def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
+    """Check every row against the variables its templates use, then render the first row.
+
+    Raises MissingFieldsError (every missing field of every row at once), or InputError /
+    TemplateError / ConfigError for bad demos, templates, cleaners, validators, rewards, tests
+    or a missing sandbox: problems that would fail every item are found here, not after the
+    requests are paid for.
+    """
+    config = with_task_defaults(config, items)
+    plan = build_plan(config)
+    renderer = StepRenderer.for_config(config)
+    roles = roles_used(config, plan)
+    rows = ((item.line, renderer.fields(item)) for item in items)
+    check_rows(renderer.env, renderer.kind.name, rows, set(ENGINE_VARIABLES), path, roles)
+    cleaner_chain(config, renderer.kind)
+    check_loop_inputs(plan, items, path)
+    if items:
+        for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
+            renderer.placeholder(items[0], step)
+        for role in roles[len(ROLES) :]:
+            renderer.placeholder(items[0], min(config.steps, 2), role)
+
+
+def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
+    """Read ``path`` and check it (see :func:`load_input`) before any request is sent."""
+    return load_input(path, config).items
 
 
 def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProblem]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flows.batch import refine_batch
+from flows.preflight import check_items
 from flows.records import Item
-from flows.runtime import check_items
 from flows.settings import RunConfig
 from refine.errors import ConfigError, InputError
 from tests.batch_helpers import make_config, read_records, user_prompts, write_rows

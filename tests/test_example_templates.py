@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from flows.dataset import read_items
-from flows.engine import input_fields, step_variables
 from flows.records import Draft
-from flows.runtime import examples_for, templates_for
+from flows.render import StepRenderer
 from flows.settings import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,18 +24,15 @@ MARKERS = {
 @pytest.mark.parametrize("task", sorted(MARKERS))
 def test_terse_variant_renders_for_every_row_of_its_example(task: str) -> None:
     config = RunConfig(task=task, template_dirs=[TERSE])
-    kind, env = templates_for(config)
-    examples = examples_for(config, kind)
+    renderer = StepRenderer.for_config(config)
     first, refine = MARKERS[task]
     items = read_items(REPO / "examples" / f"{task}.jsonl")
     assert items
     for item in items:
-        fields = input_fields(item, kind, config)
-        step_1 = env.render_messages(task, 1, step_variables(config, fields, [], examples, 1))
+        fields = renderer.fields(item)
+        step_1 = renderer.messages(fields, [], 1)
         assert first in step_1[-1]["content"]
         if refine is not None:
             drafts = [Draft(step=1, text="An earlier draft.")]
-            step_2 = env.render_messages(
-                task, 2, step_variables(config, fields, drafts, examples, 2)
-            )
+            step_2 = renderer.messages(fields, drafts, 2)
             assert refine in step_2[-1]["content"] and "An earlier draft." in step_2[-1]["content"]
