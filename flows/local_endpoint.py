@@ -113,8 +113,8 @@ def endpoint_for_run(config: RunConfig) -> Iterator[RunConfig]:
         if "max_tokens" not in endpoint.model_fields_set:
             updates["max_tokens"] = config.local_model.max_tokens
         if "stop" not in endpoint.model_fields_set:
-            prose = get_task_kind(config.task).plain_text
-            updates["stop"] = config.local_model.stop if prose else config.local_model.stop_code
+            output = get_task_kind(config.task).output
+            updates["stop"] = config.local_model.stop_for(output)
         run_updates: dict[str, Any] = {"endpoint": endpoint.model_copy(update=updates)}
         if "concurrency" not in config.model_fields_set:  # a short queue per slot is enough
             run_updates["concurrency"] = 2 * config.local_model.parallel

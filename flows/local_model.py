@@ -87,6 +87,11 @@ class LocalModelConfig(BaseModel):
         default=180.0, gt=0, description="how long to wait for the model to load and answer"
     )
 
+    def stop_for(self, output: str) -> list[str]:
+        """The stop sequences for a task whose answers are ``output`` (``prose`` or ``code``:
+        :attr:`prompts.TaskKind.output`)."""
+        return list(self.stop_code if output == "code" else self.stop)
+
     def threads_per_slot(self) -> int:
         """Cores shared evenly between slots, at least one thread each."""
         if self.threads is not None:

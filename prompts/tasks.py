@@ -1,8 +1,23 @@
-"""The task kinds: which input fields each kind of row carries and how its output is cleaned.
+"""The task table: what each task kind means, as data, in one place.
 
-A task kind names a folder of templates (``prompts/<name>/``) and the fields its rows provide to
-them. Keeping the field lists here, next to the templates, lets the engine check a dataset before
-the first model call instead of failing on row 9,000.
+A task kind names a folder of templates (``prompts/<name>/``), the fields its rows provide to
+them, and the loop's defaults for it: the cleaner chain, the validators and rewards it gets when
+the configuration names none, whether a valid draft ends the item, and which kind of output it
+produces (prose or code, which picks the local model's stop sequences). Keeping the field lists
+here, next to the templates, lets the engine check a dataset before the first model call instead
+of failing on row 9,000. Names of cleaners, validators and rewards are specs resolved by the
+registries in :mod:`postprocess`; this module imports none of them.
+
+=========  ===============================  =============================  ===============
+task       validators                       rewards                        stop_when_valid
+=========  ===============================  =============================  ===============
+codegen    python_compiles, + tests_pass    test_pass_rate (rows with      true
+           when any row has ``tests``       ``tests``)
+summarize  none                             rouge_l (rows with reference)  false
+translate  none                             chrf (rows with reference)     false
+qa         none                             token_f1, exact_match (ref.)   false
+generic    none                             none                           false
+=========  ===============================  =============================  ===============
 """
 
 from __future__ import annotations
@@ -10,37 +25,88 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from refine.errors import ConfigError
 
-__all__ = ["TASK_KINDS", "TaskKind", "get_task_kind"]
+__all__ = ["TASK_KINDS", "OutputKind", "TaskKind", "get_task_kind"]
+
+OutputKind = Literal["prose", "code"]
+"""What a task's answers are: prose is cut to ``max_output_chars``; code is never truncated."""
 
 
 @dataclass(frozen=True)
 class TaskKind:
-    """One kind of task: its input fields, their defaults, and whether its output is prose.
+    """One kind of task: its input fields and the loop's defaults for it.
 
     ``fields`` lists every input field in display order; ``optional`` maps the fields a row may
-    omit to the default the engine fills in (``None`` means "absent"; for translate's languages
-    the engine replaces ``None`` with the configured default). ``plain_text`` is False for code,
-    whose answers are cleaned by extracting a code block instead of stripping fences.
+    omit to the default the engine fills in (``None`` means "absent"). ``config_defaults`` maps
+    an optional field to the run setting that supplies its default (translate's languages come
+    from ``source_lang``/``target_lang``). ``output`` says whether answers are prose or code;
+    ``cleaners`` is the post-processing chain used when the configuration names none (prose is
+    also cut to ``max_output_chars``: see :meth:`default_cleaners`). ``validators`` always apply
+    by default, ``test_validators``/``test_rewards`` only when a row of the dataset has
+    ``tests``, ``reference_rewards`` only when a row has a ``reference``; ``stop_when_valid`` is
+    the default of the stop rule of that name.
     """
 
     name: str
     fields: tuple[str, ...]
     optional: Mapping[str, object] = field(default_factory=dict, hash=False)
-    plain_text: bool = True
+    config_defaults: Mapping[str, str] = field(default_factory=dict, hash=False)
+    output: OutputKind = "prose"
+    cleaners: tuple[str, ...] = ("strip_code_fences", "strip")
+    validators: tuple[str, ...] = ()
+    test_validators: tuple[str, ...] = ()
+    test_rewards: tuple[str, ...] = ()
+    reference_rewards: tuple[str, ...] = ()
+    stop_when_valid: bool = False
 
     def __post_init__(self) -> None:
-        unknown = set(self.optional) - set(self.fields)
+        unknown = (set(self.optional) | set(self.config_defaults)) - set(self.fields)
         if unknown:
             raise ValueError(f"optional fields {sorted(unknown)} are not in fields {self.fields}")
         object.__setattr__(self, "optional", MappingProxyType(dict(self.optional)))
+        object.__setattr__(self, "config_defaults", MappingProxyType(dict(self.config_defaults)))
 
     @property
     def required(self) -> tuple[str, ...]:
         """The fields every row must carry."""
         return tuple(name for name in self.fields if name not in self.optional)
+
+    @property
+    def plain_text(self) -> bool:
+        """Whether answers are prose (False for code)."""
+        return self.output == "prose"
+
+    def default_cleaners(self, max_chars: int | None = None) -> list[str]:
+        """The cleaner specs used when the configuration names none.
+
+        Prose loses a fence wrapped around the whole answer and is cut to ``max_chars`` if given;
+        code keeps only the first fenced block, since models surround code with explanations.
+        Truncating code would only break it, so ``max_chars`` applies to prose alone.
+
+        Raises:
+            ConfigError: ``max_chars`` is below 1.
+        """
+        specs = list(self.cleaners)
+        if max_chars is not None and self.plain_text:
+            if max_chars < 1:
+                raise ConfigError(f"max_chars must be positive or unset, got {max_chars}")
+            specs.append(f"truncate_chars:{max_chars}")
+        return specs
+
+    def default_validators(self, has_tests: bool) -> list[str]:
+        """The validators a run of this kind gets when it configures none."""
+        return [*self.validators, *(self.test_validators if has_tests else ())]
+
+    def default_rewards(self, has_tests: bool, has_references: bool) -> list[str]:
+        """The rewards a run of this kind gets when it configures none: those whose data the
+        dataset has (a dataset without references is never scored against nothing)."""
+        return [
+            *(self.test_rewards if has_tests else ()),
+            *(self.reference_rewards if has_references else ()),
+        ]
 
 
 TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
@@ -48,17 +114,35 @@ TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
         kind.name: kind
         for kind in (
             TaskKind("generic", ("input",)),
-            TaskKind("summarize", ("text",)),
+            TaskKind("summarize", ("text",), reference_rewards=("rouge_l",)),
             TaskKind(
                 "translate",
                 ("text", "source_lang", "target_lang"),
                 {"source_lang": None, "target_lang": None},
+                config_defaults={"source_lang": "source_lang", "target_lang": "target_lang"},
+                reference_rewards=("chrf",),
             ),
-            TaskKind("qa", ("question", "context"), {"context": None}),
-            TaskKind("codegen", ("prompt", "tests"), {"tests": None}, plain_text=False),
+            TaskKind(
+                "qa",
+                ("question", "context"),
+                {"context": None},
+                reference_rewards=("token_f1", "exact_match"),
+            ),
+            TaskKind(
+                "codegen",
+                ("prompt", "tests"),
+                {"tests": None},
+                output="code",
+                cleaners=("extract_code_block", "strip"),
+                validators=("python_compiles",),
+                test_validators=("tests_pass",),
+                test_rewards=("test_pass_rate",),
+                stop_when_valid=True,
+            ),
         )
     }
 )
+"""Every task kind by name: the one table of what a task kind means (see the module doc)."""
 
 
 def get_task_kind(name: str) -> TaskKind:
