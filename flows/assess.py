@@ -56,7 +56,7 @@ def assess(
         if isinstance(reward.reward, JudgeReward):
             continue
         try:
-            found.rewards[reward.label] = round(reward(row, draft), 6)
+            found.rewards[reward.label] = round(reward(draft, row), 6)
         except RewardUnavailable as exc:
             found.notes.append(str(exc))
         except RefineError:  # a broken contract (ConfigError) stops the run

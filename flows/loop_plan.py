@@ -38,7 +38,7 @@ class JudgeReward:
 
     scale_max: float = 10.0
 
-    def __call__(self, item: Mapping[str, Any], draft: RewardDraft) -> float:
+    def __call__(self, draft: RewardDraft, row: Mapping[str, Any]) -> float:
         raise RewardUnavailable("the judge is scored by the engine, which holds the client")
 
 

@@ -1,8 +1,9 @@
 """Rewards: one number saying how good a draft is, to pick between drafts and to stop early.
 
-A reward is a plain :data:`Reward`, ``(item, draft) -> float``: ``item`` is the dataset row,
-including the hidden ``reference`` (a string, or a list of strings when there are several), and
-``draft`` is what a reward may see of one draft (:class:`RewardDraft`).
+A reward is a plain :data:`Reward`, ``(draft, row) -> float``, in the order validators take:
+``draft`` is what is judged, what a reward may see of one draft (:class:`RewardDraft`), and
+``row`` is the context, the dataset row including the hidden ``reference`` (a string, or a list
+of strings when there are several).
 
 Scale: every reward that compares with a reference (``rouge_l``, ``bleu``, ``chrf``,
 ``exact_match``, ``token_f1``) and :func:`parse_judge_score` give 0..1, higher is better;
@@ -56,8 +57,8 @@ class RewardDraft:
     token_logprobs: tuple[float, ...] | None = None
 
 
-Reward = Callable[[Mapping[str, Any], RewardDraft], float]
-"""The contract of every reward: read the item's row and a draft, return a score."""
+Reward = Callable[[RewardDraft, Mapping[str, Any]], float]
+"""The contract of every reward: ``(draft, row) -> score``; the draft judged, the row context."""
 
 
 class RewardUnavailable(Exception):
@@ -74,13 +75,13 @@ class RewardUnavailable(Exception):
         super().__init__(f"reward {reward} unavailable: {reason}" if reward else reason)
 
 
-def item_references(item: Mapping[str, Any]) -> list[str]:
-    """The item's non-blank references: a string is one reference, a list of strings several.
+def item_references(row: Mapping[str, Any]) -> list[str]:
+    """The row's non-blank references: a string is one reference, a list of strings several.
 
     A blank reference counts as none, since an empty CSV cell means "no answer given" far more
     often than "the right answer is empty".
     """
-    value = item.get(REFERENCE_FIELD)
+    value = row.get(REFERENCE_FIELD)
     if value is None:
         raise RewardUnavailable("the item has no reference")
     candidates = [value] if isinstance(value, str) else value
@@ -94,7 +95,7 @@ def item_references(item: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def loglik(item: Mapping[str, Any], draft: RewardDraft) -> float:
+def loglik(draft: RewardDraft, row: Mapping[str, Any]) -> float:
     """Mean log-probability per token: the model's own confidence, needing no reference."""
     logprobs = draft.token_logprobs
     if logprobs is None:
@@ -115,16 +116,16 @@ def _normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
 
 
-def exact_match(item: Mapping[str, Any], draft: RewardDraft) -> float:
+def exact_match(draft: RewardDraft, row: Mapping[str, Any]) -> float:
     """1.0 if the draft equals a reference after SQuAD normalisation, else 0.0 (QA tasks)."""
     answer = _normalize_answer(draft.text)
-    return max(float(answer == _normalize_answer(ref)) for ref in item_references(item))
+    return max(float(answer == _normalize_answer(ref)) for ref in item_references(row))
 
 
-def token_f1(item: Mapping[str, Any], draft: RewardDraft) -> float:
+def token_f1(draft: RewardDraft, row: Mapping[str, Any]) -> float:
     """SQuAD token F1 against the best-matching reference: partial credit for partial answers."""
     answer = _normalize_answer(draft.text).split()
-    return max(_f1(answer, _normalize_answer(ref).split()) for ref in item_references(item))
+    return max(_f1(answer, _normalize_answer(ref).split()) for ref in item_references(row))
 
 
 def _f1(answer: list[str], reference: list[str]) -> float:
@@ -151,8 +152,8 @@ def rouge_l(use_stemmer: bool = True) -> Reward:
     # root logger and turns every later Prefect log line into plain "INFO:prefect..." text.
     scorer = RougeScorer(["rougeL"], tokenizer=DefaultTokenizer(use_stemmer))
 
-    def reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
-        scores = scorer.score_multi(item_references(item), draft.text)
+    def reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
+        scores = scorer.score_multi(item_references(row), draft.text)
         return float(scores["rougeL"].fmeasure)
 
     return reward
@@ -172,8 +173,8 @@ def bleu(tokenize: str = "13a", lowercase: bool = False) -> Reward:
     except ImportError as exc:  # ja-mecab, spm, ... need packages of their own
         raise ConfigError(f"reward bleu: tokenize {tokenize!r} needs {exc.name or exc}") from exc
 
-    def reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
-        return float(metric.sentence_score(draft.text, item_references(item)).score) / 100
+    def reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
+        return float(metric.sentence_score(draft.text, item_references(row)).score) / 100
 
     return reward
 
@@ -188,8 +189,8 @@ def chrf(word_order: int = 0, lowercase: bool = False) -> Reward:
 
     metric = CHRF(word_order=word_order, lowercase=lowercase)
 
-    def reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
-        return float(metric.sentence_score(draft.text, item_references(item)).score) / 100
+    def reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
+        return float(metric.sentence_score(draft.text, item_references(row)).score) / 100
 
     return reward
 

@@ -111,8 +111,8 @@ class SandboxTests:
     def reward(self) -> Reward:
         """``test_pass_rate``: passed tests over all tests, 0..1."""
 
-        def reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
-            tests = item.get(TESTS_FIELD)
+        def reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
+            tests = row.get(TESTS_FIELD)
             if not tests:
                 raise RewardUnavailable("the item has no tests")
             return self.run(draft.text, str(tests)).pass_rate

@@ -35,16 +35,36 @@ from refine.errors import ConfigError
 BUILT_IN = ["bleu", "chrf", "exact_match", "loglik", "rouge_l", "token_f1"]
 
 
-def words_reward(item: Mapping[str, Any], draft: RewardDraft) -> float:
+def words_reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
     """A user reward, imported as ``tests.test_rewards:words_reward``: 1.0 at 3+ words."""
-    if "topic" not in item:
+    if "topic" not in row:
         raise RewardUnavailable("the item has no topic")
     return min(len(draft.text.split()) / 3, 1.0)
 
 
-def returns_text(item: Mapping[str, Any], draft: RewardDraft) -> str:
+def returns_text(draft: RewardDraft, row: Mapping[str, Any]) -> str:
     """A user reward that breaks the contract."""
     return "high"
+
+
+def old_order(item: Mapping[str, Any], draft: RewardDraft) -> float:
+    """A user reward written for the old ``(row, draft)`` contract."""
+    return float(bool(item))
+
+
+def old_order_unannotated(row, draft):  # type: ignore[no-untyped-def]
+    """The old order, told by the first parameter's name alone."""
+    return 1.0
+
+
+def old_order_by_annotation(example: dict[str, Any], answer: RewardDraft) -> float:
+    """The old order, told by the annotations alone."""
+    return 1.0
+
+
+def new_order_odd_names(d, r):  # type: ignore[no-untyped-def]
+    """Names that say nothing: taken as (draft, row)."""
+    return float(len(d.text) + len(r))
 
 
 NOT_CALLABLE = 7
@@ -52,7 +72,7 @@ NOT_CALLABLE = 7
 
 def score(spec: str | Mapping[str, Any], draft: str, reference: object) -> float:
     (reward,) = build_rewards([spec])
-    return reward({"text": "source", "reference": reference}, RewardDraft(draft))
+    return reward(RewardDraft(draft), {"text": "source", "reference": reference})
 
 
 # rouge-score: README pair (LCS "the quick brown jump the" = 5 of 9 and 8 tokens: 2*5/17),
@@ -174,16 +194,16 @@ def test_chrf_plus_plus_counts_words_too() -> None:
     ],
 )
 def test_exact_match_and_token_f1(draft: str, reference: object, em: float, f1: float) -> None:
-    item, answer = {"reference": reference}, RewardDraft(draft)
-    assert exact_match(item, answer) == em
-    assert token_f1(item, answer) == pytest.approx(f1)
+    row, answer = {"reference": reference}, RewardDraft(draft)
+    assert exact_match(answer, row) == em
+    assert token_f1(answer, row) == pytest.approx(f1)
     assert score("exact_match", draft, reference) == em
 
 
 def test_loglik_is_the_mean_token_logprob_and_needs_no_reference() -> None:
     (reward,) = build_rewards(["loglik"])
-    assert reward({}, RewardDraft("Hi there", (-0.5, -1.5))) == -1.0
-    assert loglik({}, RewardDraft("x", (-0.25,))) == -0.25
+    assert reward(RewardDraft("Hi there", (-0.5, -1.5)), {}) == -1.0
+    assert loglik(RewardDraft("x", (-0.25,)), {}) == -0.25
 
 
 @pytest.mark.parametrize(
@@ -197,7 +217,7 @@ def test_loglik_is_the_mean_token_logprob_and_needs_no_reference() -> None:
 def test_loglik_unavailable(logprobs: tuple[float, ...] | None, reason: str) -> None:
     (reward,) = build_rewards(["loglik"])
     with pytest.raises(RewardUnavailable) as caught:
-        reward({"reference": "x"}, RewardDraft("x", logprobs))
+        reward(RewardDraft("x", logprobs), {"reference": "x"})
     assert caught.value.reason == reason
     assert caught.value.reward == "loglik"
     assert str(caught.value) == f"reward loglik unavailable: {reason}"
@@ -220,7 +240,7 @@ def test_reference_rewards_are_unavailable_without_a_reference(
 ) -> None:
     (reward,) = build_rewards([name])
     with pytest.raises(RewardUnavailable, match=f"^reward {name} unavailable: {reason}"):
-        reward(row, RewardDraft("Paris"))
+        reward(RewardDraft("Paris"), row)
 
 
 def test_item_references_drops_blank_ones() -> None:
@@ -344,10 +364,10 @@ def test_labels_name_the_parameters() -> None:
 def test_user_reward_by_module_path() -> None:
     (reward,) = build_rewards(["tests.test_rewards:words_reward"])
     assert reward.label == "tests.test_rewards:words_reward"
-    assert reward({"topic": "cats"}, RewardDraft("Cats purr loudly.")) == 1.0
-    assert reward({"topic": "cats"}, RewardDraft("Cats")) == pytest.approx(1 / 3)
+    assert reward(RewardDraft("Cats purr loudly."), {"topic": "cats"}) == 1.0
+    assert reward(RewardDraft("Cats"), {"topic": "cats"}) == pytest.approx(1 / 3)
     with pytest.raises(RewardUnavailable) as caught:
-        reward({}, RewardDraft("Cats"))
+        reward(RewardDraft("Cats"), {})
     assert str(caught.value) == (
         "reward tests.test_rewards:words_reward unavailable: the item has no topic"
     )
@@ -355,21 +375,21 @@ def test_user_reward_by_module_path() -> None:
 
 @pytest.mark.parametrize("value", ["high", None, True, math.nan, math.inf])
 def test_a_reward_must_return_a_finite_number(value: object) -> None:
-    reward = NamedReward("odd", lambda item, draft: value)  # type: ignore[arg-type,return-value]
+    reward = NamedReward("odd", lambda draft, row: value)  # type: ignore[arg-type,return-value]
     with pytest.raises(ConfigError, match="reward 'odd' returned .*must return a finite number"):
-        reward({}, RewardDraft("x"))
+        reward(RewardDraft("x"), {})
     (broken,) = build_rewards(["tests.test_rewards:returns_text"])
     with pytest.raises(ConfigError, match="returned 'high'"):
-        broken({}, RewardDraft("x"))
+        broken(RewardDraft("x"), {})
 
 
 def test_registries_are_fresh_per_run() -> None:
     first, second = default_rewards(), default_rewards()
-    first.register("length", lambda: lambda item, draft: float(len(draft.text)))
+    first.register("length", lambda: lambda draft, row: float(len(draft.text)))
     assert "length" in first and "length" not in second
     assert second.names() == BUILT_IN
     (reward,) = build_rewards(["length"], first)
-    assert reward({}, RewardDraft("four")) == 4.0
+    assert reward(RewardDraft("four"), {}) == 4.0
     copied = first.copy()
     copied.register("other", lambda: loglik)
     assert "other" not in first
@@ -390,3 +410,31 @@ def test_building_rouge_l_leaves_the_root_logger_alone() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0", done.stderr  # nothing configured logging behind our back
+
+
+@pytest.mark.parametrize(
+    ("function", "signature"),
+    [
+        ("old_order", "(item: 'Mapping[str, Any]', draft: 'RewardDraft') -> 'float'"),
+        ("old_order_unannotated", "(row, draft)"),
+        ("old_order_by_annotation", "(example: 'dict[str, Any]', answer: 'RewardDraft')"),
+    ],
+)
+def test_a_user_reward_in_the_old_row_draft_order_is_refused(function: str, signature: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_rewards([f"{__name__}:{function}"])
+    message = str(caught.value)
+    assert message.startswith(f"reward '{__name__}:{function}': {function}{signature}")
+    assert message.endswith(
+        "takes the row first, but the reward contract changed to (draft, row): the draft judged "
+        "first, the row (its context) second, as validators take them; swap its parameters"
+    )
+
+
+def test_a_registered_factory_in_the_old_order_is_refused_and_the_new_order_is_kept() -> None:
+    registry = default_rewards()
+    registry.register("swapped", lambda: lambda item, draft: 1.0)
+    with pytest.raises(ConfigError, match=r"^reward 'swapped': <lambda>\(item, draft\) takes the"):
+        build_rewards(["swapped"], registry)
+    (reward,) = build_rewards([f"{__name__}:new_order_odd_names"])
+    assert reward(RewardDraft("four"), {"a": 1, "b": 2}) == 6.0

@@ -156,7 +156,7 @@ def test_every_registry_words_its_errors_the_same_way(
 def test_rewards_in_tables_still_build() -> None:
     (reward,) = build_rewards([{"name": "chrf", "word_order": 2}])
     assert reward.label == "chrf(word_order=2)"
-    assert reward({"reference": "a cat"}, RewardDraft("a cat")) == pytest.approx(1.0)
+    assert reward(RewardDraft("a cat"), {"reference": "a cat"}) == pytest.approx(1.0)
 
 
 @pytest.mark.usefixtures("prefect_api")
