@@ -1,15 +1,32 @@
 """The error hierarchy of prefect-refine.
 
 Every error a user can cause or meet derives from :class:`RefineError`, so the CLI turns each one
-into a clear message and an exit code instead of a traceback::
+into a clear message and an exit code instead of a traceback. Classes without a module beside
+them live here; the others live with the code that raises them (moving one would break
+unpickling a shard's error by its module path)::
 
     RefineError
     ├── ConfigError             bad settings, unknown names, a bad flag value
+    │   ├── SandboxUnavailable  bubblewrap cannot run here, so no generated code runs
+    │   │                         (postprocess.sandbox_command)
+    │   └── LocalModelError     the local model server did not start; its last log lines
+    │                             (flows.model_server)
     ├── InputError              a dataset row that cannot be used (file, line, field)
     │   └── MissingFieldsError  rows that lack variables their templates use (all listed at once)
     ├── TemplateError           a template that is missing, broken, unsafe or renders too much
-    └── EndpointError           a model call that failed after its retries
-        └── FatalEndpointError  401/403/404: no later call can succeed, so the run stops once
+    ├── EndpointError           a model call that failed after its retries (exit code 1)
+    │   └── FatalEndpointError  401/403/404: no later call can succeed, so the run stops once
+    ├── InvalidTests            a row's ``tests`` do not parse or hold no assert
+    │                             (postprocess.sandbox_models)
+    ├── ValidatorCrashed        a validator raised or returned no ValidationResult: its item fails
+    │                             (postprocess.validator_registry)
+    ├── CheckCrashed            a reward raised on an item: its item fails (flows.assess)
+    └── CleanerFailed           a cleaner raised on an answer: its item fails (flows.engine)
+
+Not RefineErrors, on purpose, because they end nothing: ``DraftRejected``
+(postprocess.filters, a filter refused a draft: a problem of its step) and
+``RewardUnavailable`` (postprocess.rewards, a reward cannot be computed for an item: a note).
+``tests/test_error_tree.py`` fails when a RefineError subclass is missing from this drawing.
 
 It lives in its own small package because all three layers (prompts, postprocess, flows) raise
 these errors and none of them may import another one upward.
