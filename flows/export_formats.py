@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.model_calls import tokens_of
 from flows.records import Draft, DraftKind, StopReason, Trajectory
 from flows.stopping import select_draft
 
@@ -164,7 +163,7 @@ def trajectory_lines(
             return_to_go=to_go,
             stop_reason=record.stop_reason,
             status=record.status,
-            tokens=tokens_of(draft.total_usage),
+            tokens=draft.total_usage.tokens,
         )
 
 

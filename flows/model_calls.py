@@ -11,15 +11,10 @@ from pydantic import ValidationError
 
 from flows.cache import RequestCache, request_key
 from flows.client import ChatClient, Completion
-from flows.records import CachedAnswer, SideRequest, Usage
+from flows.records import CachedAnswer, SideRequest
 from flows.settings import EndpointConfig
 
-__all__ = ["ModelCalls", "side_request", "tokens_of"]
-
-
-def tokens_of(usage: Usage) -> int:
-    """What a request counts against a token budget: prompt plus completion tokens."""
-    return usage.prompt_tokens + usage.completion_tokens
+__all__ = ["ModelCalls", "side_request"]
 
 
 def side_request(role: str, completion: Completion, cached: bool) -> SideRequest:
@@ -81,7 +76,7 @@ class ModelCalls:
         key = request_key(request)
         if (hit := self._cached(key)) is not None:
             self.cache_hits += 1
-            self.tokens += tokens_of(hit.usage)
+            self.tokens += hit.usage.tokens
             completion = Completion(
                 content=hit.content,
                 finish_reason=hit.finish_reason,
@@ -92,7 +87,7 @@ class ModelCalls:
             )
             return completion, True
         completion = await self.client.complete(messages, logprobs=logprobs)
-        self.tokens += tokens_of(completion.usage)
+        self.tokens += completion.usage.tokens
         if self.cache is not None:
             answer = CachedAnswer(
                 content=completion.content,

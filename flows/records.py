@@ -52,6 +52,14 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
 
+    @property
+    def tokens(self) -> int:
+        """What a request counts against a token budget: prompt plus completion tokens.
+
+        A property, so it is not serialized: the record keeps the three reported counts.
+        """
+        return self.prompt_tokens + self.completion_tokens
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from flows.loop_settings import Selection, StopConfig
-from flows.model_calls import tokens_of
 from flows.records import Draft, StopReason
 
 __all__ = [
@@ -47,7 +46,7 @@ D = TypeVar("D", bound=Selectable)
 
 def item_tokens(drafts: Sequence[Draft]) -> int:
     """Tokens of every request of an item so far: steps, critiques and judges."""
-    return sum(tokens_of(draft.total_usage) for draft in drafts)
+    return sum(draft.total_usage.tokens for draft in drafts)
 
 
 def over_budget(stop: StopConfig, drafts: Sequence[Draft], run_tokens: int) -> bool:
