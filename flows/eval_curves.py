@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flows.output_reader import OUTPUT_HINT, RecordReader
 from flows.records import Draft, Trajectory
-from flows.stopping import select_draft
+from flows.select import select_draft
 from refine.errors import FieldProblem, InputError
 
 __all__ = ["ItemCurve", "StepPoint", "latest_at", "read_curves", "selected"]
@@ -112,7 +112,7 @@ def latest_at(points: Sequence[StepPoint], step: int) -> StepPoint | None:
 
 def selected(curve: ItemCurve, selection: str, primary: str | None) -> StepPoint | None:
     """The draft ``selection`` picks (``output``: the one the run returned), by the rules of
-    :func:`flows.stopping.select_draft`."""
+    :func:`flows.select.select_draft`."""
     if selection == "output":
         return next((p for p in curve.points if p.step == curve.selected_step), None)
     return select_draft(curve.points, "best" if selection == "best" else "last", primary)

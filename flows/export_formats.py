@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.records import Draft, DraftKind, StopReason, Trajectory
-from flows.stopping import select_draft
+from flows.select import select_draft
 
 __all__ = [
     "ChatMessage",

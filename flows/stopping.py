@@ -1,4 +1,4 @@
-"""Stop rules and the choice of the output draft: pure functions over an item's drafts.
+"""Stop rules and token budgets: pure functions over an item's drafts.
 
 After each step the rules are tried in this order, and the first that holds is the item's
 ``stop_reason``: ``valid`` (the draft passes every validator, with ``stop_when_valid``),
@@ -11,37 +11,12 @@ critique, which only runs when none of these held.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Sequence
 
-from flows.loop_settings import Selection, StopConfig
+from flows.loop_settings import StopConfig
 from flows.records import Draft, StopReason
 
-__all__ = [
-    "Selectable",
-    "item_tokens",
-    "over_budget",
-    "select_draft",
-    "stop_reason",
-    "total_reward",
-]
-
-
-class Selectable(Protocol):
-    """What choosing an output needs of a draft: a :class:`Draft`, or the text-free summary of
-    one that ``refine eval`` keeps (:class:`flows.eval_curves.StepPoint`)."""
-
-    @property
-    def step(self) -> int: ...
-
-    @property
-    def usable(self) -> bool: ...
-
-    @property
-    def rewards(self) -> Mapping[str, float]: ...
-
-
-D = TypeVar("D", bound=Selectable)
+__all__ = ["item_tokens", "over_budget", "stop_reason"]
 
 
 def item_tokens(drafts: Sequence[Draft]) -> int:
@@ -101,26 +76,3 @@ def stop_reason(
 def _same_usable_text(previous: Draft, draft: Draft) -> bool:
     """Converged: the same text twice, and nothing wrong with it (two empty answers are not)."""
     return previous.usable and draft.usable and previous.text == draft.text
-
-
-def select_draft(drafts: Sequence[D], select: Selection, primary: str | None) -> D | None:
-    """The output draft: the last usable one, or under ``best`` the usable one with the highest
-    primary reward, ties going to the later step. Drafts with problems are never chosen; if no
-    usable draft has a score (no reference, say), ``best`` falls back to the last usable one.
-    """
-    usable = [draft for draft in drafts if draft.usable]
-    if not usable:
-        return None
-    if select == "best" and primary is not None:
-        scored = [draft for draft in usable if primary in draft.rewards]
-        if scored:
-            return max(scored, key=lambda draft: (draft.rewards[primary], draft.step))
-    return usable[-1]
-
-
-def total_reward(drafts: Sequence[Draft], primary: str | None) -> float | None:
-    """R = Σ r_t of the primary reward over the drafts that have it; None when none has."""
-    if primary is None:
-        return None
-    values = [draft.rewards[primary] for draft in drafts if primary in draft.rewards]
-    return round(sum(values), 6) if values else None

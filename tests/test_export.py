@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.export_formats import ChatMessage, PreferenceLine, SftLine, TrajectoryLine
 from flows.records import Draft
-from flows.stopping import select_draft
+from flows.select import select_draft
 from tests.batch_helpers import write_rows
 from tests.cli_helpers import cli_env, read_records, run_refine
 from tests.fake_openai import FakeOpenAI, Reply, canonical_json

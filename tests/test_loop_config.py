@@ -10,8 +10,9 @@ import pytest
 from flows.loop_plan import build_plan
 from flows.loop_settings import StopConfig
 from flows.records import Draft, Item, Usage
+from flows.select import select_draft, total_reward
 from flows.settings import RunConfig, build_run_config
-from flows.stopping import select_draft, stop_reason, total_reward
+from flows.stopping import stop_reason
 from flows.task_defaults import with_task_defaults
 from refine.errors import ConfigError
 
