@@ -8,7 +8,6 @@ Kept apart from :mod:`flows.cli` so that running a batch and operating Prefect e
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,7 +65,9 @@ def _prepare(
 
 
 def _require_server() -> None:
-    if not os.environ.get("PREFECT_API_URL"):
+    from flows.settings import EnvironmentSettings
+
+    if not EnvironmentSettings().prefect_api_url:
         typer.echo(
             "no Prefect server: start one with `refine server` and "
             "export PREFECT_API_URL=http://127.0.0.1:4200/api",

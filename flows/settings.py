@@ -108,6 +108,8 @@ class EnvironmentSettings(BaseSettings):
     template_dir: Path | None = Field(default=None, validation_alias="REFINE_TEMPLATE_DIR")
     cache_dir: Path | None = Field(default=None, validation_alias="REFINE_CACHE_DIR")
     config_file: Path | None = Field(default=None, validation_alias="REFINE_CONFIG")
+    prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
+    """The Prefect server that ``refine serve``/``deploy`` register with; Prefect reads it too."""
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from flows.settings import (
     resolve_api_key,
 )
 from refine.errors import ConfigError
+from tests.cli_helpers import run_refine
 
 ENV_VARS = (
     "REFINE_API_KEY",
@@ -25,6 +27,7 @@ ENV_VARS = (
     "REFINE_TEMPLATE_DIR",
     "REFINE_CACHE_DIR",
     "REFINE_CONFIG",
+    "PREFECT_API_URL",
 )
 
 
@@ -356,3 +359,27 @@ def test_require_target_names_every_way_to_set_it() -> None:
     assert str(no_model.value) == (
         "no model: pass --model, set REFINE_MODEL, or set [endpoint] model in the config file"
     )
+
+
+def test_the_prefect_server_address_is_read_with_the_other_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert EnvironmentSettings().prefect_api_url is None
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert EnvironmentSettings().prefect_api_url == "http://127.0.0.1:4200/api"
+
+
+@pytest.mark.parametrize("api_url", [None, ""])
+def test_serve_and_deploy_refuse_to_start_without_a_prefect_server(
+    tmp_path: Path, api_url: str | None
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"id": "a", "text": "x"}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REFINE_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no profile with a server in it
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
+    for command in ("serve", "deploy"):
+        result = run_refine([command, str(data)], env, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "no Prefect server: start one with `refine server`" in result.stderr
