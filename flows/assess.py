@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.loop_plan import JudgeReward, LoopPlan
+from flows.loop_plan import LoopPlan
 from postprocess.rewards import RewardDraft, RewardUnavailable
 from postprocess.validator_registry import run_validators
 from refine.errors import RefineError
@@ -52,9 +52,7 @@ def assess(
         found.problems = list(run_validators(plan.validators, draft.text, row).problems)
     if not score:
         return found
-    for reward in plan.rewards:
-        if isinstance(reward.reward, JudgeReward):
-            continue
+    for reward in plan.computed:
         try:
             found.rewards[reward.label] = round(reward(draft, row), 6)
         except RewardUnavailable as exc:

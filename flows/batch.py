@@ -25,9 +25,9 @@ from flows.artifacts import ProgressFeed, run_dashboard
 from flows.batch_summary import BatchSummary, Tally
 from flows.engine import ItemRun, Refiner
 from flows.output import OutputLog
+from flows.preflight import check_items, load_checked_items
 from flows.records import Item, Trajectory
 from flows.run_labels import batch_run_name
-from flows.preflight import check_items, load_checked_items
 from flows.runtime import open_refiner
 from flows.settings import RunConfig
 from refine.errors import ConfigError, FatalEndpointError, RefineError

@@ -16,7 +16,7 @@ from typing import Any
 
 from flows.assess import Assessor
 from flows.client import Completion
-from flows.loop_plan import JudgeReward, LoopPlan
+from flows.loop_plan import Judge, LoopPlan
 from flows.model_calls import ModelCalls, side_request
 from flows.records import Draft, Item, StopReason, Trajectory
 from flows.render import StepRenderer
@@ -24,7 +24,6 @@ from flows.select import select_draft, total_reward
 from flows.settings import RunConfig
 from flows.stopping import over_budget, stop_reason
 from postprocess.filters import DraftRejected
-from postprocess.reward_registry import NamedReward
 from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
@@ -186,21 +185,20 @@ class Refiner:
         )
         draft.problems.extend(found.problems)
         draft.reward_notes.extend(found.notes)
-        for reward in self.plan.judges:
-            await self._judge(run, draft, reward)
+        for judge in self.plan.judges:
+            await self._judge(run, draft, judge)
         scores = {**found.rewards, **draft.rewards}
         order = [r.label for r in self.plan.rewards]  # the primary reward first, as configured
         draft.rewards = {label: scores[label] for label in order if label in scores}
 
-    async def _judge(self, run: ItemRun, draft: Draft, reward: NamedReward) -> None:
+    async def _judge(self, run: ItemRun, draft: Draft, judge: Judge) -> None:
         """The LLM judge's score of ``draft``: an extra request, counted like any other."""
         completion = await self._side_request(run, draft, "judge")
-        judge = reward.reward
-        scale = judge.scale_max if isinstance(judge, JudgeReward) else 10.0
         try:
-            draft.rewards[reward.label] = round(parse_judge_score(completion.content, scale), 6)
+            score = parse_judge_score(completion.content, judge.scale_max)
+            draft.rewards[judge.label] = round(score, 6)
         except RewardUnavailable as exc:
-            draft.reward_notes.append(f"reward {reward.label} unavailable: {exc.reason}")
+            draft.reward_notes.append(f"reward {judge.label} unavailable: {exc.reason}")
 
     async def _critique(self, run: ItemRun, draft: Draft) -> StopReason | None:
         """Self-Refine: the critique becomes the next step's ``feedback``, or ends the item."""

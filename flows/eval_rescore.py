@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flows.assess import CheckCrashed, assess
 from flows.export_inputs import read_dataset
-from flows.loop_plan import JudgeReward, LoopPlan, build_plan
+from flows.loop_plan import LoopPlan, build_plan
 from flows.records import Item, Trajectory
 from flows.settings import RunConfig
 from postprocess.rewards import RewardDraft
@@ -62,12 +62,12 @@ def _row(item: Item) -> dict[str, object]:
 
 def _plan(specs: tuple[str, ...]) -> LoopPlan:
     plan = build_plan(RunConfig(rewards=list(specs), validators=[]))
+    for judge in plan.judges:
+        raise ConfigError(
+            f"--score {judge.label!r}: the judge asks the model, so it is scored during "
+            'refine run (rewards = ["judge"]), not afterwards'
+        )
     for reward in plan.rewards:
-        if isinstance(reward.reward, JudgeReward):
-            raise ConfigError(
-                f"--score {reward.label!r}: the judge asks the model, so it is scored during "
-                'refine run (rewards = ["judge"]), not afterwards'
-            )
         if reward.name in NEEDS_THE_RUN:
             raise ConfigError(
                 f"--score {reward.label!r} needs {NEEDS_THE_RUN[reward.name]}, which the output "

@@ -23,7 +23,7 @@ from postprocess.sandbox_checks import TESTS_FIELD, SandboxTests
 from postprocess.validator_registry import NamedValidator, build_validators, default_validators
 from refine.errors import ConfigError, FieldProblem, InputError
 
-__all__ = ["JudgeReward", "LoopPlan", "build_plan", "check_loop_inputs"]
+__all__ = ["Judge", "JudgeReward", "LoopPlan", "build_plan", "check_loop_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,14 @@ class JudgeReward:
 
     def __call__(self, draft: RewardDraft, row: Mapping[str, Any]) -> float:
         raise RewardUnavailable("the judge is scored by the engine, which holds the client")
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A configured LLM judge, as the engine scores it: the reward's label and its scale."""
+
+    label: str
+    scale_max: float
 
 
 def judge(scale_max: float = 10.0) -> JudgeReward:
@@ -74,9 +82,18 @@ class LoopPlan:
         return any(reward.name == "loglik" for reward in self.rewards)
 
     @property
-    def judges(self) -> tuple[NamedReward, ...]:
-        """The rewards scored by an extra request to the model."""
-        return tuple(r for r in self.rewards if isinstance(r.reward, JudgeReward))
+    def judges(self) -> tuple[Judge, ...]:
+        """The rewards scored by an extra request to the model (the engine asks it)."""
+        return tuple(
+            Judge(r.label, r.reward.scale_max)
+            for r in self.rewards
+            if isinstance(r.reward, JudgeReward)
+        )
+
+    @property
+    def computed(self) -> tuple[NamedReward, ...]:
+        """The rewards computed from the draft and row alone: every reward but the judges."""
+        return tuple(r for r in self.rewards if not isinstance(r.reward, JudgeReward))
 
 
 def build_plan(config: RunConfig) -> LoopPlan:
