@@ -22,8 +22,9 @@ import time
 
 import openai
 
+from flows.local_config import LocalModelConfig
 from flows.local_endpoint import start_local_model
-from flows.local_model import LocalModelConfig, model_alias, resolve_model_path
+from flows.local_model import model_alias, resolve_model_path
 from flows.settings import RunConfig
 
 PROMPTS = [

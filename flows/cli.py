@@ -230,7 +230,8 @@ def _run_batch(
 ) -> BatchSummary:
     from flows.batch import refine_batch
     from flows.output import OutputLog
-    from flows.progress import OutputWatcher, RunProgress
+    from flows.progress import OutputWatcher
+    from flows.run_progress import RunProgress
 
     with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
         remaining = sum(item.id not in out.finished for item in items)

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from flows.local_model import LocalModelConfig, model_alias
+from flows.local_config import LocalModelConfig
+from flows.local_model import model_alias
 from refine.errors import ConfigError
 
 __all__ = ["LocalModelError", "ModelSlots", "log_tail", "serve"]

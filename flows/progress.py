@@ -11,19 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from flows.output_reader import OutputScan
 
-__all__ = ["OutputWatcher", "RunProgress"]
+__all__ = ["OutputWatcher"]
 
 
 @dataclass
@@ -82,36 +72,3 @@ class OutputWatcher:
             self.requests += request.get("attempts", 1)
             usage = request.get("usage") or {}
             self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-
-
-class RunProgress:
-    """A rich progress bar over an OutputWatcher: items done/failed, requests, hits, tokens, ETA."""
-
-    def __init__(self, watcher: OutputWatcher, total: int, *, disable: bool = False) -> None:
-        self.watcher = watcher
-        self.progress = Progress(
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(compact=True),
-            disable=disable,
-            transient=False,
-        )
-        self.task: TaskID = self.progress.add_task("run", total=total, stats="")
-
-    def refresh(self) -> None:
-        """Poll the file and redraw."""
-        w = self.watcher
-        w.poll()
-        stats = f"failed {w.failed} · req {w.requests} · hits {w.cache_hits} · tok {w.tokens}"
-        self.progress.update(self.task, completed=w.done, stats=stats)
-
-    def __enter__(self) -> RunProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.refresh()
-        self.progress.stop()

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.endpoint_settings import EndpointConfig, RetryConfig
-from flows.local_model import LocalModelConfig
+from flows.local_config import LocalModelConfig
 from flows.loop_settings import LoopFields, Spec
 from refine.errors import ConfigError
 

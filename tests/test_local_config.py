@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.local_model import LocalModelConfig, resolve_model_path
+from flows.local_config import LocalModelConfig
+from flows.local_model import resolve_model_path
 from flows.settings import build_run_config
 from refine.errors import ConfigError
 from tests.cli_helpers import cli_env, run_refine
