@@ -42,7 +42,7 @@ def _peak_rss_mib() -> float:
 async def run_flow(args: argparse.Namespace) -> int:
     """Ours: ``refine_batch`` with default settings (or the given chunk size)."""
     from flows.batch import refine_batch
-    from flows.settings import EndpointConfig, RunConfig
+    from flows.config.run import EndpointConfig, RunConfig
 
     config = RunConfig(
         task="generic",
@@ -147,7 +147,7 @@ def run_dspy(args: argparse.Namespace) -> int:
 
 
 _IMPORTS = {
-    "flow": ("flows.batch", "flows.settings", "flows.lifecycle"),
+    "flow": ("flows.batch", "flows.config.run", "flows.ops.lifecycle"),
     "asyncio": ("openai", "prompts"),
     "dspy": ("dspy",),
 }
@@ -164,7 +164,7 @@ def main(args: argparse.Namespace) -> None:
     if args.name == "flow":  # Prefect: quiet, and its events sent before the clock stops
         from prefect.settings import PREFECT_LOGGING_LEVEL, temporary_settings
 
-        from flows.lifecycle import drain_prefect_workers
+        from flows.ops.lifecycle import drain_prefect_workers
 
         with temporary_settings({PREFECT_LOGGING_LEVEL: "WARNING"}):
             started, cpu = time.perf_counter(), _cpu_seconds()

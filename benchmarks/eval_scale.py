@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.records import Draft, Trajectory, Usage
+from flows.data.records import Draft, Trajectory, Usage
 from tests.cli_helpers import REFINE
 
 WORDS = ("council", "library", "depot", "grant", "roof", "schools", "bus", "stop", "budget")

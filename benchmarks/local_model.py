@@ -22,10 +22,10 @@ import time
 
 import openai
 
-from flows.local_config import LocalModelConfig
-from flows.local_endpoint import start_local_model
-from flows.local_model import model_alias, resolve_model_path
-from flows.settings import RunConfig
+from flows.config.local import LocalModelConfig
+from flows.config.run import RunConfig
+from flows.local.endpoint import start_local_model
+from flows.local.model import model_alias, resolve_model_path
 
 PROMPTS = [
     "Summarize in one sentence: the council closed Main Street to cars on summer weekends.",

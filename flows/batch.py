@@ -21,15 +21,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from flows.artifacts import ProgressFeed, run_dashboard
-from flows.batch_summary import BatchSummary, Tally
-from flows.engine import ItemRun, Refiner
-from flows.output import OutputLog
-from flows.preflight import check_items, load_checked_items
-from flows.records import Item, Trajectory
-from flows.run_labels import batch_run_name
-from flows.runtime import open_refiner
-from flows.settings import RunConfig
+from flows.config.run import RunConfig
+from flows.data.output import OutputLog
+from flows.data.records import Item, Trajectory
+from flows.loop.assemble import open_refiner
+from flows.loop.preflight import check_items, load_checked_items
+from flows.loop.refiner import ItemRun, Refiner
+from flows.ui.artifacts import ProgressFeed, run_dashboard
+from flows.ui.labels import batch_run_name
+from flows.ui.summary import BatchSummary, Tally
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
 __all__ = ["BatchSummary", "fix_step", "plan_chunks", "refine_batch", "refine_one", "refine_step"]

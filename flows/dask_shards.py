@@ -22,8 +22,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from flows.output import OutputLog
-from flows.settings import RunConfig
+from flows.config.run import RunConfig
+from flows.data.output import OutputLog
 from flows.sharding import done_ids, merge_parts, split_dataset
 from refine.errors import ConfigError
 

@@ -3,7 +3,7 @@
 A deployment's parameters are the dataset and output paths and the run's settings (what the
 command line and config file set, nothing else, so each worker's own defaults still apply);
 never an API key, which reaches the run through a Prefect Secret block or the worker's
-environment (see :mod:`flows.api_key`).
+environment (see :mod:`flows.llm.api_key`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from flows.run_labels import run_tags
-from flows.settings import RunConfig
+from flows.config.run import RunConfig
+from flows.ui.labels import run_tags
 
 __all__ = [
     "DEFAULT_DEPLOYMENT",

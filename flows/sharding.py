@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from flows.dataset import read_items
+from flows.config.run import RunConfig
+from flows.data.dataset import read_items
+from flows.data.output import OutputLog
+from flows.data.output_reader import RecordReader
 from flows.deployments import batch_parameters
-from flows.output import OutputLog
-from flows.output_reader import RecordReader
-from flows.run_labels import run_name
-from flows.settings import RunConfig
+from flows.ui.labels import run_name
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -64,7 +64,7 @@ def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -
 def merge_parts(output_path: Path, parts: list[Path]) -> int:
     """Append the parts' records to the output, each id once; return how many were added.
 
-    Each part is read by the rules of :mod:`flows.output_reader` (its torn tail left out, the
+    Each part is read by the rules of :mod:`flows.data.output_reader` (its torn tail left out, the
     first record of an id kept); a part that is missing (its shard never started) adds nothing.
 
     Raises:
@@ -82,7 +82,7 @@ def merge_parts(output_path: Path, parts: list[Path]) -> int:
 
 def done_ids(output_path: Path) -> set[str]:
     """The ids the output holds (none when it does not exist yet), read by the resume scan of
-    :class:`~flows.output.OutputLog`, which also cuts a torn tail off."""
+    :class:`~flows.data.output.OutputLog`, which also cuts a torn tail off."""
     if not output_path.exists():
         return set()
     with OutputLog(output_path) as out:

@@ -8,6 +8,12 @@ configuration can name them.
 """
 
 from postprocess.chain import CleanerChain, default_chain_for
+from postprocess.cleaner_registry import (
+    CleanerFactory,
+    CleanerRegistry,
+    build_chain,
+    default_cleaners,
+)
 from postprocess.cleaners import (
     Cleaner,
     extract_code_block,
@@ -17,7 +23,6 @@ from postprocess.cleaners import (
     truncate_chars,
 )
 from postprocess.filters import DraftRejected
-from postprocess.registry import CleanerFactory, CleanerRegistry, build_chain, default_cleaners
 from postprocess.reward_registry import (
     NamedReward,
     RewardRegistry,
@@ -25,7 +30,8 @@ from postprocess.reward_registry import (
     default_rewards,
 )
 from postprocess.rewards import Reward, RewardDraft, RewardUnavailable, parse_judge_score
-from postprocess.sandbox import (
+from postprocess.sandbox.checks import SandboxTests, test_problems
+from postprocess.sandbox.run import (
     InvalidTests,
     SandboxLimits,
     SandboxResult,
@@ -34,7 +40,6 @@ from postprocess.sandbox import (
     parse_tests,
     run_code_tests,
 )
-from postprocess.sandbox_checks import SandboxTests, test_problems
 from postprocess.validator_registry import (
     NamedValidator,
     ValidatorCrashed,

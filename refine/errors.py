@@ -8,20 +8,20 @@ unpickling a shard's error by its module path)::
     RefineError
     ├── ConfigError             bad settings, unknown names, a bad flag value
     │   ├── SandboxUnavailable  bubblewrap cannot run here, so no generated code runs
-    │   │                         (postprocess.sandbox_command)
+    │   │                         (postprocess.sandbox.command)
     │   └── LocalModelError     the local model server did not start; its last log lines
-    │                             (flows.model_server)
+    │                             (flows.local.server)
     ├── InputError              a dataset row that cannot be used (file, line, field)
     │   └── MissingFieldsError  rows that lack variables their templates use (all listed at once)
     ├── TemplateError           a template that is missing, broken, unsafe or renders too much
     ├── EndpointError           a model call that failed after its retries (exit code 1)
     │   └── FatalEndpointError  401/403/404: no later call can succeed, so the run stops once
     ├── InvalidTests            a row's ``tests`` do not parse or hold no assert
-    │                             (postprocess.sandbox_models)
+    │                             (postprocess.sandbox.models)
     ├── ValidatorCrashed        a validator raised or returned no ValidationResult: its item fails
     │                             (postprocess.validator_registry)
-    ├── CheckCrashed            a reward raised on an item: its item fails (flows.assess)
-    └── CleanerFailed           a cleaner raised on an answer: its item fails (flows.engine)
+    ├── CheckCrashed            a reward raised on an item: its item fails (flows.loop.checks)
+    └── CleanerFailed           a cleaner raised on an answer: its item fails (flows.loop.refiner)
 
 Not RefineErrors, on purpose, because they end nothing: ``DraftRejected``
 (postprocess.filters, a filter refused a draft: a problem of its step) and

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flows.settings import EndpointConfig, RetryConfig, RunConfig
+from flows.config.run import EndpointConfig, RetryConfig, RunConfig
 from tests.fake_openai import FakeOpenAI
 
 

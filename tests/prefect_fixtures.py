@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.lifecycle import drain_prefect_workers
+from flows.ops.lifecycle import drain_prefect_workers
 from tests.prefect_server import PrefectServer
 
 

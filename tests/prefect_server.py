@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flows.prefect_server_cmd import BATCH_SERVER_SETTINGS, server_environment
+from flows.ops.server import BATCH_SERVER_SETTINGS, server_environment
 
 __all__ = ["PrefectServer"]
 

@@ -18,7 +18,8 @@ def _import_everything() -> None:
     for package in PACKAGES:
         module = importlib.import_module(package)
         for info in pkgutil.walk_packages(module.__path__, f"{package}."):
-            importlib.import_module(info.name)
+            if not info.name.endswith(".__main__"):  # a script: importing it runs the CLI
+                importlib.import_module(info.name)
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -203,8 +203,8 @@ def test_a_429_storm_on_half_the_requests_stays_within_budget(
 async def test_an_idle_connection_closed_by_the_server_costs_no_retry(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
-    from flows.client import ChatClient
-    from flows.settings import EndpointConfig, RetryConfig
+    from flows.config.run import EndpointConfig, RetryConfig
+    from flows.llm.client import ChatClient
 
     messages = [{"role": "user", "content": "Summarize: item-0000 is fine."}]
     with FakeOpenAI(keep_alive_s=0.2) as server:

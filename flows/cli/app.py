@@ -1,0 +1,283 @@
+"""The ``refine`` command line: run a batch, inspect templates.
+
+Exit codes: 0 every item succeeded, 1 some items failed, 2 bad input or configuration (or an
+endpoint that refuses every request: 401/403/404), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli.eval import eval_command
+from flows.cli.export import export_command
+from flows.cli.guard import run_guarded
+from flows.cli.model import serve_model
+from flows.cli.ops import register_ops
+from flows.cli.templates import templates_app
+from flows.config.run import build_run_config
+
+if TYPE_CHECKING:
+    from flows.batch import BatchSummary
+    from flows.config.run import RunConfig
+    from flows.data.records import Item
+    from refine.errors import FieldProblem
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Multi-step refinement of LLM predictions, run as Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(templates_app, name="templates")
+app.command("serve-model")(serve_model)
+app.command("export")(export_command)
+app.command("eval")(eval_command)
+register_ops(app)  # server, serve, deploy
+
+
+@app.command()
+def run(
+    input_path: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv, one item a row.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (resumed).")] = Path(
+        "refined.jsonl"
+    ),
+    task: Annotated[
+        str | None, typer.Option(help="generic, summarize, translate, qa, codegen.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Refinement steps T.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    template_dir: Annotated[
+        list[Path] | None, typer.Option(help="Template folder searched first (repeatable).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight, whole run.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Items per Prefect task.")] = None,
+    history: Annotated[int | None, typer.Option(help="Earlier drafts each step sees.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Max tokens per answer.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, where supported.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Request cache folder.")] = None,
+    postprocess: Annotated[
+        list[str] | None, typer.Option(help="Cleaner spec, in order (repeatable).")
+    ] = None,
+    validator: Annotated[
+        list[str] | None, typer.Option(help="Validator name or pkg.module:fn (repeatable).")
+    ] = None,
+    reward: Annotated[
+        list[str] | None, typer.Option(help="Reward name (repeatable); the first is primary.")
+    ] = None,
+    select: Annotated[str | None, typer.Option(help="Output draft: last or best.")] = None,
+    critique: Annotated[
+        bool | None, typer.Option("--critique/--no-critique", help="Self-Refine critique.")
+    ] = None,
+    reward_threshold: Annotated[
+        float | None, typer.Option(help="Stop once the primary reward reaches this.")
+    ] = None,
+    plateau_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps without improvement.")
+    ] = None,
+    max_tokens_per_item: Annotated[int | None, typer.Option(help="Token budget per item.")] = None,
+    max_tokens_per_run: Annotated[int | None, typer.Option(help="Token budget per run.")] = None,
+    allow_unsandboxed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsandboxed",
+            help="UNSAFE: run generated code with resource limits only where no sandbox runs.",
+        ),
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Report bad input rows and run the rest (else refuse all)."
+        ),
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    task_runner: Annotated[
+        str, typer.Option(help="'default', or 'dask': shards on Dask workers (prefect-dask).")
+    ] = "default",
+    shards: Annotated[int, typer.Option(help="With --task-runner dask: how many shards.")] = 2,
+    dask_address: Annotated[
+        str | None, typer.Option(help="With --task-runner dask: a cluster (else a local one).")
+    ] = None,
+) -> None:
+    """Refine every row of INPUT in T steps; write one JSON line per item to --output."""
+    overrides: dict[str, Any] = {
+        "postprocess": postprocess or None,
+        "validators": validator or None,
+        "rewards": reward or None,
+        "select": select,
+        "critique": {"enabled": critique},
+        "stop": {
+            "reward_threshold": reward_threshold,
+            "plateau_steps": plateau_steps,
+            "max_tokens_per_item": max_tokens_per_item,
+            "max_tokens_per_run": max_tokens_per_run,
+        },
+        "sandbox": {"allow_unsandboxed": True if allow_unsandboxed else None},
+        "task": task,
+        "steps": steps,
+        "template_dirs": template_dir or None,
+        "concurrency": concurrency,
+        "chunk_size": chunk_size,
+        "history": history,
+        "cache_dir": cache_dir,
+        "use_cache": False if no_cache else None,
+        "skip_invalid": True if skip_invalid else None,
+        "endpoint": {
+            "model": model,
+            "base_url": base_url,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+        },
+    }
+    if task_runner != "default":
+        failed = run_guarded(
+            lambda: _run_dask(
+                input_path, output, config, overrides, task_runner, shards, dask_address
+            )
+        )
+        raise typer.Exit(0 if failed == 0 else 1)
+    summary, skipped = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
+    raise typer.Exit(0 if summary.failed == summary.failed_before == skipped == 0 else 1)
+
+
+def _run_dask(
+    input_path: Path,
+    output: Path,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    task_runner: str,
+    shards: int,
+    address: str | None,
+) -> int:
+    """Shards on Dask workers (see flows/dask_shards.py); returns the failed records' count."""
+    from flows.dask_shards import run_on_dask
+    from flows.llm.probe import probe_endpoint
+    from flows.loop.preflight import load_input
+    from refine.errors import ConfigError
+
+    if task_runner != "dask":
+        raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
+    config = build_run_config(overrides, config_file)
+    config.endpoint.require_target()  # each worker needs the endpoint: no local model here
+    load_input(input_path, config)  # every row checked before any worker starts
+    probe_endpoint(str(config.endpoint.base_url), config.retry.connect_timeout_s)
+    summary = run_on_dask(input_path, output, config, shards, address)
+    table = Table(title="refine run (dask)", show_header=False)
+    for label, value in [
+        ("output", str(summary.output_path)),
+        ("shards / worker processes", f"{summary.shards} / {len(summary.worker_pids)}"),
+        ("records merged now / in all", f"{summary.merged} / {summary.records}"),
+        ("ok / failed", f"{summary.ok} / {summary.failed}"),
+    ]:
+        table.add_row(label, value)
+    Console().print(table)
+    return summary.failed
+
+
+def _run(
+    input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
+) -> tuple[BatchSummary, int]:
+    """The run's summary and how many input rows were left out as invalid."""
+    # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
+    from flows.llm.probe import probe_endpoint
+    from flows.local.endpoint import endpoint_for_run
+    from flows.loop.preflight import load_input
+
+    config = build_run_config(overrides, config_file)  # flags over file over environment
+    checked = load_input(input_path, config)  # fail fast, before the model or Prefect
+    if checked.skipped:
+        _print_skipped(input_path, checked.skipped)
+    with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
+        if not config.endpoint.send_api_key:
+            Console(stderr=True).print(
+                f"no endpoint configured: serving the local model {config.endpoint.model} "
+                f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
+                highlight=False,
+            )
+        elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
+            probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
+        summary = _run_batch(input_path, output, config, checked.items, quiet)
+        return summary, len(checked.skipped_lines)
+
+
+def _print_skipped(input_path: Path, skipped: list[FieldProblem]) -> None:
+    lines = "\n".join(f"  {input_path}:{problem}" for problem in skipped)
+    Console(stderr=True).print(
+        f"[yellow]skipped {len({p.line for p in skipped})} invalid row(s) (--skip-invalid):[/]\n"
+        + escape(lines),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _run_batch(
+    input_path: Path, output: Path, config: RunConfig, items: list[Item], quiet: bool
+) -> BatchSummary:
+    from flows.batch import refine_batch
+    from flows.cli.progress import RunProgress
+    from flows.data.output import OutputLog
+    from flows.ui.progress import OutputWatcher
+
+    with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
+        remaining = sum(item.id not in out.finished for item in items)
+        watcher = OutputWatcher(output, offset=out.complete_bytes)
+
+    async def main() -> BatchSummary:
+        with RunProgress(watcher, remaining, disable=quiet or not sys.stdout.isatty()) as bar:
+            flow_run = asyncio.ensure_future(refine_batch(input_path, output, config))
+            while not flow_run.done():
+                bar.refresh()
+                await asyncio.wait([flow_run], timeout=0.5)
+            return flow_run.result()
+
+    from flows.ops.lifecycle import drain_prefect_workers, offline_prefect
+
+    try:
+        with offline_prefect():
+            summary = asyncio.run(main())
+    finally:
+        drain_prefect_workers()
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: BatchSummary) -> None:
+    table = Table(title="refine run", show_header=False)
+    for label, value in [
+        ("output", str(summary.output_path)),
+        ("items", summary.items),
+        ("already done (resumed)", summary.skipped),
+        ("ok", summary.ok),
+        ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
+        ("HTTP requests", summary.http_attempts),
+        ("cache hits", summary.cache_hits),
+        ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
+        ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
+        ("wall time", f"{summary.wall_s:.2f} s"),
+    ]:
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""What ``refine eval`` keeps of each output record: its steps' rewards and costs, no text.
+
+Evaluating needs every item at once (per-step means, the best step of each item, pairing two
+runs), but not the drafts' text, which is nearly all of a record's size. Each record is read,
+validated as a :class:`~flows.data.records.Trajectory`, reduced to an :class:`ItemCurve` and
+dropped, so memory grows with items × steps, not with the output file
+(``benchmarks/eval_scale.py`` measures it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.data.output_reader import OUTPUT_HINT, RecordReader
+from flows.data.records import Draft, Trajectory
+from flows.loop.select import select_draft
+from refine.errors import FieldProblem, InputError
+
+__all__ = ["ItemCurve", "StepPoint", "latest_at", "read_curves", "selected"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepPoint:
+    """One draft without its text: its step, whether it may be the output, rewards and cost."""
+
+    step: int
+    kind: str
+    usable: bool
+    rewards: Mapping[str, float]
+    tokens: int
+    latency_s: float
+
+    @classmethod
+    def of(cls, draft: Draft) -> StepPoint:
+        """Tokens are prompt + completion and latency the step's own plus its side requests'
+        (critique, judge); cached answers count their tokens, as the cost of the step."""
+        usage = draft.total_usage
+        return cls(
+            step=draft.step,
+            kind=draft.kind,
+            usable=draft.usable,
+            rewards=dict(draft.rewards),
+            tokens=usage.prompt_tokens + usage.completion_tokens,
+            latency_s=draft.latency_s + sum(side.latency_s for side in draft.side_requests),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCurve:
+    """One item's trajectory as evaluation sees it."""
+
+    id: str
+    status: str
+    stop_reason: str | None
+    selected_step: int | None
+    reward: str | None
+    points: tuple[StepPoint, ...]
+
+    @classmethod
+    def of(cls, record: Trajectory) -> ItemCurve:
+        return cls(
+            id=record.id,
+            status=record.status,
+            stop_reason=record.stop_reason,
+            selected_step=record.selected_step,
+            reward=record.reward,
+            points=tuple(StepPoint.of(draft) for draft in record.drafts),
+        )
+
+    @property
+    def tokens(self) -> int:
+        return sum(point.tokens for point in self.points)
+
+    @property
+    def latency_s(self) -> float:
+        return sum(point.latency_s for point in self.points)
+
+
+def read_curves(
+    path: Path, rescore: Callable[[Trajectory], Trajectory] | None = None
+) -> list[ItemCurve]:
+    """Every complete record of ``path`` as a curve; an id seen twice keeps its first record,
+    as a resumed run would (it never writes an id twice, but a hand-merged file might).
+    ``rescore`` may add rewards to each record first (:class:`flows.eval.rescore.Rescorer`).
+
+    Raises:
+        InputError: the file is missing or empty, or a complete line is not a record.
+    """
+    curves = [
+        ItemCurve.of(rescore(record) if rescore else record) for _, record in RecordReader(path)
+    ]
+    if not curves:
+        raise InputError(
+            path,
+            [FieldProblem(0, None, "no complete records yet")],
+            hint=OUTPUT_HINT,
+        )
+    return curves
+
+
+def latest_at(points: Sequence[StepPoint], step: int) -> StepPoint | None:
+    """The item's latest draft at ``step``: the one of that step, or its last one before."""
+    found = None
+    for point in points:
+        if point.step > step:
+            break
+        found = point
+    return found
+
+
+def selected(curve: ItemCurve, selection: str, primary: str | None) -> StepPoint | None:
+    """The draft ``selection`` picks (``output``: the one the run returned), by the rules of
+    :func:`flows.loop.select.select_draft`."""
+    if selection == "output":
+        return next((p for p in curve.points if p.step == curve.selected_step), None)
+    return select_draft(curve.points, "best" if selection == "best" else "last", primary)

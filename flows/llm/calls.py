@@ -1,0 +1,111 @@
+"""Model calls through the request cache: every request of a run (steps, critiques, judges).
+
+Also keeps the run's token count, which the per-run token budget reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from flows.config.run import EndpointConfig
+from flows.data.records import CachedAnswer, SideRequest
+from flows.llm.cache import RequestCache, request_key
+from flows.llm.client import ChatClient, Completion
+
+__all__ = ["ModelCalls", "side_request"]
+
+
+def side_request(role: str, completion: Completion, cached: bool) -> SideRequest:
+    """The record of a critique or judge request."""
+    return SideRequest(
+        role=role,  # type: ignore[arg-type]
+        text=completion.content,
+        usage=completion.usage,
+        latency_s=round(completion.latency_s, 4),
+        cached=cached,
+        attempts=completion.attempts,
+    )
+
+
+class ModelCalls:
+    """Sends requests, or answers them from the cache; counts hits and tokens.
+
+    Tokens are counted as recorded, cached answers included, so a rerun from the cache takes
+    the same path through the token budget as the run that filled it.
+    """
+
+    def __init__(
+        self,
+        client: ChatClient,
+        cache: RequestCache | None,
+        endpoint: EndpointConfig,
+        *,
+        logprobs: bool = False,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.endpoint = endpoint
+        self.logprobs = logprobs
+        self.cache_hits = 0
+        self.tokens = 0
+
+    async def complete(
+        self, messages: list[dict[str, str]], step: int, role: str = "step"
+    ) -> tuple[Completion, bool]:
+        """The answer to ``messages`` and whether it came from the cache.
+
+        ``role`` tells a step's request from a critique or judge request of the same step in
+        the cache key; logprobs are asked for (and keyed) only for steps of a run that needs
+        them.
+        """
+        logprobs = self.logprobs and role == "step"
+        request: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "sampling": self.endpoint.sampling(),
+            "extra_body": self.endpoint.extra_body,
+            "step": step,
+            "sample": 0,
+        }
+        if role != "step":
+            request["role"] = role
+        if logprobs:
+            request["logprobs"] = True
+        key = request_key(request)
+        if (hit := self._cached(key)) is not None:
+            self.cache_hits += 1
+            self.tokens += hit.usage.tokens
+            completion = Completion(
+                content=hit.content,
+                finish_reason=hit.finish_reason,
+                usage=hit.usage,
+                latency_s=0.0,
+                attempts=0,
+                token_logprobs=tuple(hit.token_logprobs) if hit.token_logprobs else None,
+            )
+            return completion, True
+        completion = await self.client.complete(messages, logprobs=logprobs)
+        self.tokens += completion.usage.tokens
+        if self.cache is not None:
+            answer = CachedAnswer(
+                content=completion.content,
+                finish_reason=completion.finish_reason,
+                usage=completion.usage,
+                token_logprobs=(
+                    None if completion.token_logprobs is None else list(completion.token_logprobs)
+                ),
+            )
+            self.cache.put(key, answer.model_dump())
+        return completion, False
+
+    def _cached(self, key: str) -> CachedAnswer | None:
+        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served."""
+        raw = self.cache.get(key) if self.cache is not None else None
+        if raw is None:
+            return None
+        try:
+            return CachedAnswer.model_validate(raw)
+        except ValidationError:
+            return None

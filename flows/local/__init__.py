@@ -1,0 +1,1 @@
+"""The embedded local model: where its weights come from, its server, slots and dispatcher."""

@@ -1,0 +1,57 @@
+"""Assembles a run: the refiner with its client, cache, renderer, cleaners and checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from flows.config.run import RunConfig
+from flows.data.records import Item
+from flows.llm.api_key import api_key_for
+from flows.llm.cache import RequestCache
+from flows.llm.calls import ModelCalls
+from flows.llm.client import ChatClient
+from flows.llm.probe import probe_endpoint
+from flows.loop.defaults import with_task_defaults
+from flows.loop.plan import build_plan
+from flows.loop.refiner import Refiner
+from flows.loop.render import StepRenderer
+from postprocess import default_cleaners
+from prompts import TaskKind
+
+__all__ = ["cleaner_chain", "open_refiner"]
+
+
+def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
+    """The configured post-processing chain, or the task's default one."""
+    specs = config.postprocess or kind.default_cleaners(config.max_output_chars)
+    return default_cleaners().build_chain(specs)
+
+
+@asynccontextmanager
+async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Refiner]:
+    """A Refiner with its client, cache, cleaners, checks and few-shot demos; closes the client
+    after. ``items`` decide the task defaults (see :mod:`flows.loop.defaults`)."""
+    config = with_task_defaults(config, items)
+    plan = build_plan(config)
+    renderer = StepRenderer.for_config(config)
+    cache = RequestCache(config.cache_dir) if config.use_cache else None
+    if cache is not None:
+        cache.check_writable()
+    if config.endpoint.base_url:  # nothing listening there: one error now, not one per item
+        await asyncio.to_thread(
+            probe_endpoint, config.endpoint.base_url, config.retry.connect_timeout_s
+        )
+    client = ChatClient(
+        config.endpoint,
+        config.retry,
+        await api_key_for(config) if config.endpoint.send_api_key else None,
+        max_in_flight=config.concurrency,
+    )
+    calls = ModelCalls(client, cache, config.endpoint, logprobs=plan.needs_logprobs)
+    try:
+        clean = cleaner_chain(config, renderer.kind)
+        yield Refiner(config, renderer, calls, clean, plan)
+    finally:
+        await client.aclose()

@@ -1,0 +1,157 @@
+"""The input check before a run spends anything.
+
+Every bad row (a malformed line, a duplicate id, bytes that are not UTF-8, a field a template
+needs but the row lacks, a field longer than a whole prompt may be, unparseable tests) is found
+before the first request. Without ``skip_invalid`` one InputError names each of them by file,
+line and field; with it those rows are reported and left out, and the rest run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from flows.config.run import RunConfig
+from flows.data.dataset import read_rows
+from flows.data.records import Item
+from flows.loop.assemble import cleaner_chain
+from flows.loop.defaults import with_task_defaults
+from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs
+from flows.loop.render import StepRenderer
+from prompts import ENGINE_VARIABLES, ROLES, check_rows
+from refine.errors import FieldProblem, InputError
+
+__all__ = [
+    "CheckedInput",
+    "check_items",
+    "load_checked_items",
+    "load_input",
+    "oversized_fields",
+    "roles_used",
+]
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    """The rows a run will refine, and the bad rows left out (only under ``skip_invalid``)."""
+
+    items: list[Item]
+    skipped: list[FieldProblem] = field(default_factory=list)
+
+    @property
+    def skipped_lines(self) -> list[int]:
+        """The input lines left out, each once, in order."""
+        return sorted({problem.line for problem in self.skipped})
+
+
+def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
+    """The role templates a run renders: the steps', ``fix``, and critique and judge if used."""
+    roles = (*ROLES, "fix")
+    if config.critique.enabled:
+        roles += ("critique",)
+    if plan.judges:
+        roles += ("judge",)
+    return roles
+
+
+def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
+    """Check every row against the variables its templates use, then render the first row.
+
+    Raises MissingFieldsError (every missing field of every row at once), or InputError /
+    TemplateError / ConfigError for bad demos, templates, cleaners, validators, rewards, tests
+    or a missing sandbox: problems that would fail every item are found here, not after the
+    requests are paid for.
+    """
+    config = with_task_defaults(config, items)
+    plan = build_plan(config)
+    renderer = StepRenderer.for_config(config)
+    roles = roles_used(config, plan)
+    rows = ((item.line, renderer.fields(item)) for item in items)
+    check_rows(renderer.env, renderer.kind.name, rows, set(ENGINE_VARIABLES), path, roles)
+    cleaner_chain(config, renderer.kind)
+    check_loop_inputs(plan, items, path)
+    if items:
+        for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
+            renderer.placeholder(items[0], step)
+        for role in roles[len(ROLES) :]:
+            renderer.placeholder(items[0], min(config.steps, 2), role)
+
+
+def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
+    """Read ``path`` and check it (see :func:`load_input`) before any request is sent."""
+    return load_input(path, config).items
+
+
+def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProblem]:
+    """A problem for each field longer than a whole prompt may be: it can never render."""
+    problems = []
+    for item in items:
+        for name, value in item.fields.items():
+            size = len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+            if size > max_prompt_chars:
+                problems.append(
+                    FieldProblem(
+                        item.line,
+                        name,
+                        f"{size:,} characters, more than a whole prompt may hold "
+                        f"(max_prompt_chars = {max_prompt_chars:,}): shorten it or raise the cap",
+                    )
+                )
+    return problems
+
+
+def load_input(path: Path, config: RunConfig) -> CheckedInput:
+    """Read ``path`` and check every row against the run's templates and checks.
+
+    Raises InputError naming every bad row at once, unless ``config.skip_invalid`` is set; then
+    the bad rows come back in ``skipped`` and only a problem of the whole file (no rows, none
+    left) raises. Errors that no row causes (templates, demos, sandbox) always raise.
+    """
+    items, problems = read_rows(path)
+    problems += oversized_fields(items, config.max_prompt_chars)
+    found: list[InputError] = []  # what the run's own checks said, for their kind and hint
+    good = _without(items, problems)
+    while good:
+        try:
+            check_items(good, config, path)
+            break
+        except InputError as exc:  # rows missing template fields, rows with bad tests
+            if exc.path != path or any(p.line == 0 for p in exc.problems):
+                raise  # a demo file, or the whole dataset: no row to leave out
+            remaining = _without(good, exc.problems)
+            if len(remaining) == len(good):
+                raise
+            found.append(exc)
+            problems += exc.problems
+            good = remaining
+    problems.sort(key=lambda p: p.line)
+    whole_file = any(p.line == 0 for p in problems)
+    if problems and (whole_file or not config.skip_invalid):
+        _raise_all(path, problems, found, whole_file)
+    if not good:
+        raise InputError(path, [FieldProblem(0, None, "no valid rows left to run"), *problems])
+    return CheckedInput(good, problems)
+
+
+def _raise_all(
+    path: Path, problems: list[FieldProblem], found: list[InputError], whole_file: bool
+) -> NoReturn:
+    """One error for every problem; of the checks' own kind when only one check found any."""
+    kinds = {type(exc) for exc in found}
+    only = (
+        found[0]
+        if len(kinds) == 1 and sum(len(e.problems) for e in found) == len(problems)
+        else None
+    )
+    hints = [exc.hint for exc in found if exc.hint]
+    if not whole_file:
+        hints.append("Or pass --skip-invalid to run the other rows.")
+    error_type = type(only) if only is not None else InputError
+    raise error_type(path, problems, hint="\n".join(dict.fromkeys(hints)))
+
+
+def _without(items: list[Item], problems: list[FieldProblem]) -> list[Item]:
+    bad = {problem.line for problem in problems}
+    return [item for item in items if item.line not in bad]

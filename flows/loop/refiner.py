@@ -1,0 +1,226 @@
+"""The refinement algorithm for one item, one step at a time; no Prefect here.
+
+``y_0 = x``; at step t: render the prompt from x and the last k drafts (the task's ``fix``
+template when the latest draft has problems), call the model (or read the cache), clean the
+answer, validate it, score it, optionally have the model critique it, and decide whether to go
+on (:mod:`flows.loop.stopping`). The Prefect tasks in :mod:`flows.batch` call :meth:`Refiner.step`
+for a chunk of items.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.config.run import RunConfig
+from flows.data.records import Draft, Item, StopReason, Trajectory
+from flows.llm.calls import ModelCalls, side_request
+from flows.llm.client import Completion
+from flows.loop.checks import Assessor
+from flows.loop.plan import Judge, LoopPlan
+from flows.loop.render import StepRenderer
+from flows.loop.select import select_draft, total_reward
+from flows.loop.stopping import over_budget, stop_reason
+from postprocess.filters import DraftRejected
+from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
+from refine.errors import ConfigError, FatalEndpointError, RefineError
+
+__all__ = ["CleanerFailed", "ItemRun", "Refiner"]
+
+
+@dataclass
+class ItemRun:
+    """The state of one item in flight: its drafts so far and, once done, why it stopped."""
+
+    item: Item
+    fields: dict[str, Any]
+    drafts: list[Draft] = field(default_factory=list)
+    stop_reason: StopReason | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def needs_fix(self) -> bool:
+        """Whether the next step is a fix: the latest draft has problems."""
+        return bool(self.drafts) and not self.drafts[-1].usable
+
+    def row(self) -> dict[str, Any]:
+        """What validators and rewards read: the fields plus the hidden ``id`` and ``reference``."""
+        return {**self.fields, "id": self.item.id, "reference": self.item.reference}
+
+    def trajectory(self, select: str = "last", primary: str | None = None) -> Trajectory:
+        """The output record: the selected draft, or a failure saying why there is none.
+
+        On an error the last usable draft is kept as the output: nothing earlier is lost.
+        """
+        chosen = select_draft(self.drafts, "best" if select == "best" else "last", primary)
+        error = self.error
+        if error is None and chosen is None:
+            ran = self.drafts[-1].problems if self.drafts else [f"no step ran ({self.stop_reason})"]
+            error = "no usable draft: " + "; ".join(ran)
+        return Trajectory(
+            id=self.item.id,
+            status="ok" if error is None else "failed",
+            output=chosen.text if chosen else None,
+            drafts=self.drafts,
+            stop_reason=self.stop_reason,
+            error=error,
+            selected_step=chosen.step if chosen else None,
+            reward=primary,
+            total_reward=total_reward(self.drafts, primary),
+        )
+
+
+class CleanerFailed(RefineError):
+    """A cleaner raised on one answer: this item fails, not the run."""
+
+
+def draft_problems(completion: Completion, text: str) -> list[str]:
+    """What makes an answer unusable as it stands; the next step's prompt sees these."""
+    problems = []
+    if not completion.content.strip():
+        problems.append("the model returned an empty answer")
+    elif not text:
+        problems.append("the answer is empty after post-processing")
+    if completion.finish_reason == "length":
+        problems.append("the answer was cut off at max_tokens (finish_reason=length)")
+    return problems
+
+
+class Refiner:
+    """Runs steps of the algorithm for items, sharing one client, cache and template set."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        renderer: StepRenderer,
+        calls: ModelCalls,
+        clean: Callable[[str], str],
+        plan: LoopPlan,
+    ) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.calls = calls
+        self.clean = clean
+        self.plan = plan
+        self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
+
+    def start(self, item: Item) -> ItemRun:
+        """A fresh run for ``item``."""
+        return ItemRun(item=item, fields=self.renderer.fields(item))
+
+    def finish(self, run: ItemRun) -> Trajectory:
+        """The output record of a finished run, selected as configured."""
+        return run.trajectory(self.config.select, self.plan.primary)
+
+    async def step(self, run: ItemRun, step: int) -> None:
+        """Advance ``run`` by one step: a ``fix`` step when its latest draft has problems.
+
+        An endpoint failure, a template that fails on this row, a cleaner, validator or reward
+        that fails on this answer marks the item failed. What no item can get past (a
+        401/403/404, a broken configuration, no sandbox) raises, and the run stops.
+        """
+        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+            run.stop_reason = "token_budget"  # spent by other items since this one's last step
+            return
+        try:
+            draft = await self._draft(run, step, fix=run.needs_fix)
+            run.stop_reason = stop_reason(
+                run.drafts,
+                max_steps=self.config.steps,
+                stop=self.config.stop,
+                primary=self.plan.primary,
+                validated=bool(self.plan.validators),
+                run_tokens=self.calls.tokens,
+            )
+            if run.stop_reason is None and self.config.critique.enabled and draft.usable:
+                run.stop_reason = await self._critique(run, draft)
+        except (FatalEndpointError, ConfigError):
+            raise
+        except RefineError as exc:  # endpoint, template, cleaner, validator, reward, tests
+            run.error = f"step {step}: {exc}"
+            run.stop_reason = "error"
+
+    async def _draft(self, run: ItemRun, step: int, *, fix: bool) -> Draft:
+        """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
+        messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
+        completion, cached = await self.calls.complete(messages, step)
+        rejected: str | None = None
+        try:
+            text = self._clean(completion.content)
+        except DraftRejected as exc:
+            text, rejected = exc.text, exc.reason
+        draft = Draft(
+            step=step,
+            kind="fix" if fix else "draft",
+            text=text,
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
+            latency_s=round(completion.latency_s, 4),
+            cached=cached,
+            attempts=completion.attempts,
+            problems=draft_problems(completion, text) + ([rejected] if rejected else []),
+        )
+        run.drafts.append(draft)
+        try:
+            await self._check(run, draft, completion.token_logprobs, judged=rejected is None)
+        except RefineError as exc:  # kept in the record, never taken as the output
+            draft.problems.append(f"the checks of this draft failed: {exc}")
+            raise
+        return draft
+
+    async def _check(
+        self, run: ItemRun, draft: Draft, logprobs: tuple[float, ...] | None, *, judged: bool
+    ) -> None:
+        """Validators' problems and rewards; a rejected or empty draft is neither."""
+        if not judged or not draft.text.strip():
+            return
+        found = await self.assess(
+            run.row(), RewardDraft(draft.text, logprobs), validate=True, score=True
+        )
+        draft.problems.extend(found.problems)
+        draft.reward_notes.extend(found.notes)
+        for judge in self.plan.judges:
+            await self._judge(run, draft, judge)
+        scores = {**found.rewards, **draft.rewards}
+        order = [r.label for r in self.plan.rewards]  # the primary reward first, as configured
+        draft.rewards = {label: scores[label] for label in order if label in scores}
+
+    async def _judge(self, run: ItemRun, draft: Draft, judge: Judge) -> None:
+        """The LLM judge's score of ``draft``: an extra request, counted like any other."""
+        completion = await self._side_request(run, draft, "judge")
+        try:
+            score = parse_judge_score(completion.content, judge.scale_max)
+            draft.rewards[judge.label] = round(score, 6)
+        except RewardUnavailable as exc:
+            draft.reward_notes.append(f"reward {judge.label} unavailable: {exc.reason}")
+
+    async def _critique(self, run: ItemRun, draft: Draft) -> StopReason | None:
+        """Self-Refine: the critique becomes the next step's ``feedback``, or ends the item."""
+        completion = await self._side_request(run, draft, "critique")
+        draft.critique = completion.content.strip()
+        if self.config.critique.stop_phrase.casefold() in draft.critique.casefold():
+            return "critic_satisfied"
+        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+            return "token_budget"
+        return None
+
+    async def _side_request(self, run: ItemRun, draft: Draft, role: str) -> Completion:
+        """Render ``<task>/<role>.j2`` about the latest draft, ask, and record the request."""
+        messages = self.renderer.messages(run.fields, run.drafts, draft.step, role)
+        completion, cached = await self.calls.complete(messages, draft.step, role=role)
+        draft.side_requests.append(side_request(role, completion, cached))
+        return completion
+
+    def _clean(self, content: str) -> str:
+        try:
+            return self.clean(content)
+        except (ConfigError, DraftRejected):
+            raise
+        except Exception as exc:  # user cleaners are user code: this answer fails, not the run
+            raise CleanerFailed(f"post-processing failed: {exc!r}") from exc

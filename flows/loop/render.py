@@ -1,0 +1,151 @@
+"""The one place that turns (item, drafts, step, role) into the messages a request sends.
+
+The refiner, the dry run (``refine templates render``), the pre-flight check and ``refine
+export`` all render through :class:`StepRenderer`, so what a step sends, what a dry run shows
+and what an SFT line's prompt holds cannot drift apart. Rendering itself happens in
+:mod:`prompts` (sandboxed Jinja, the variable contract); this module decides *which* variables a
+step sees: the row's fields with the task's defaults filled in, and only the last k drafts and
+their problem lists, so prompts do not grow with T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flows.config.run import RunConfig
+from flows.data.records import Draft, Item
+from prompts import (
+    TaskKind,
+    TemplateEnvironment,
+    build_environment,
+    build_variables,
+    get_task_kind,
+    load_examples,
+    packaged_examples,
+)
+
+__all__ = [
+    "Messages",
+    "StepRenderer",
+    "examples_for",
+    "input_fields",
+    "step_variables",
+    "template_environment",
+]
+
+Messages = list[dict[str, str]]
+"""Chat messages as the endpoint receives them: ``[{"role": ..., "content": ...}, ...]``."""
+
+
+def input_fields(item: Item, kind: TaskKind, config: RunConfig) -> dict[str, Any]:
+    """The row's fields with the task's optional fields and configured defaults filled in.
+
+    A null or empty value counts as absent for a field that has a default (an empty CSV cell
+    must not turn "into French" into "into ").
+    """
+    defaults: dict[str, Any] = dict(kind.optional)
+    defaults.update({name: getattr(config, key) for name, key in kind.config_defaults.items()})
+    fields = dict(defaults)
+    fields.update(
+        {k: v for k, v in item.fields.items() if k not in defaults or v not in (None, "")}
+    )
+    return fields
+
+
+def step_variables(
+    config: RunConfig,
+    fields: dict[str, Any],
+    drafts: Sequence[Draft],
+    examples: list[dict[str, Any]],
+    step: int,
+) -> dict[str, object]:
+    """The template variables for ``step``: only the last k drafts and their problem lists, so
+    prompts don't grow with T; the latest draft's critique is the ``feedback``."""
+    recent = list(drafts)[-config.history :]
+    return build_variables(
+        config.task,
+        step,
+        config.steps,
+        fields,
+        examples=examples,
+        drafts=[d.text for d in recent],
+        errors=recent[-1].problems if recent else (),
+        problems=[d.problems for d in recent],
+        feedback=recent[-1].critique if recent else None,
+        stop_phrase=config.critique.stop_phrase,
+    )
+
+
+@dataclass(frozen=True)
+class StepRenderer:
+    """Renders a run's requests: built once per run from its config (task defaults applied).
+
+    ``kind`` is the task kind, ``env`` the template environment (user folders first, then the
+    packaged templates), ``examples`` the few-shot demos every step shows.
+    """
+
+    config: RunConfig
+    kind: TaskKind
+    env: TemplateEnvironment
+    examples: list[dict[str, Any]]
+
+    @classmethod
+    def for_config(cls, config: RunConfig) -> StepRenderer:
+        """The renderer of ``config``: its task kind, a fresh template environment and its demos.
+
+        Raises:
+            ConfigError: an unknown task kind. InputError: a bad demo file.
+        """
+        kind = get_task_kind(config.task)
+        return cls(config, kind, template_environment(config), examples_for(config, kind))
+
+    def fields(self, item: Item) -> dict[str, Any]:
+        """What templates see of ``item``: see :func:`input_fields`."""
+        return input_fields(item, self.kind, self.config)
+
+    def messages(
+        self,
+        fields: dict[str, Any],
+        drafts: Sequence[Draft],
+        step: int,
+        role: str | None = None,
+    ) -> Messages:
+        """The messages of ``step`` given the drafts so far.
+
+        ``role`` is None for the step's own template (``initial`` at step 1, else ``refine``),
+        or ``fix``, ``critique`` or ``judge``.
+
+        Raises:
+            TemplateError: a template is missing, breaks the sandbox or renders past the cap.
+        """
+        variables = step_variables(self.config, fields, drafts, self.examples, step)
+        return self.env.render_messages(self.kind.name, step, variables, role=role)
+
+    def placeholder(self, item: Item, step: int, role: str | None = None) -> Messages:
+        """The messages ``step`` would send for ``item``, earlier drafts shown as placeholders.
+
+        What the dry run prints and the pre-flight check renders once. ``role`` renders the
+        ``fix`` (the latest draft with a placeholder problem), ``critique`` or ``judge``
+        template instead of the step's own.
+        """
+        shown = step if role in ("critique", "judge") else step - 1
+        drafts = [Draft(step=t, text=f"[draft of step {t}]") for t in range(1, shown + 1)]
+        if role == "fix" and drafts:
+            drafts[-1].problems.append(f"[problems found in the draft of step {drafts[-1].step}]")
+        return self.messages(self.fields(item), drafts, step, role)
+
+
+def template_environment(config: RunConfig) -> TemplateEnvironment:
+    """A fresh template environment: the user folders first, then the packaged templates."""
+    return build_environment(config.template_dirs, max_output_chars=config.max_prompt_chars)
+
+
+def examples_for(config: RunConfig, kind: TaskKind) -> list[dict[str, Any]]:
+    """The few-shot demos: the configured file, else the task's packaged ones, else none.
+
+    Each demo must carry the task's required input fields and ``output``.
+    """
+    path = config.examples_path or packaged_examples(kind.name)
+    return load_examples(path, required=kind.required) if path else []

@@ -1,0 +1,1 @@
+"""What the Prefect UI shows of a run: run names and tags, artifacts, progress and summaries."""

@@ -1,0 +1,174 @@
+"""Figures of a run, computed from its output file: per step, and a few sample trajectories.
+
+The output JSONL is the single source of truth (see :mod:`flows.ui.progress`): the file is read
+line by line through :mod:`flows.data.output_reader`, so memory grows with the number of steps,
+latencies and ids kept, never with the text of the records. Raw JSON records are read rather
+than :class:`~flows.data.records.Trajectory` so that records written by older versions (no
+``kind``, no ``rewards``) still count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.data.output_reader import OutputScan
+
+__all__ = ["RunStats", "StepStats", "percentile", "read_run_stats", "step_label"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks (numpy's
+    default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def step_label(draft: dict[str, Any]) -> str:
+    """``step-2`` for a plain draft, ``fix-2`` for an error-correction one: the task names."""
+    kind = draft.get("kind") or "draft"
+    prefix = "step" if kind == "draft" else kind
+    return f"{prefix}-{draft.get('step', 0)}"
+
+
+@dataclass
+class StepStats:
+    """What one step (``step-t`` or ``fix-t``) did across the run's items."""
+
+    label: str
+    step: int
+    items: int = 0
+    rewards: list[float] = field(default_factory=list)
+    tokens: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cache_hits: int = 0
+    with_problems: int = 0
+    failures: int = 0
+
+    @property
+    def mean_reward(self) -> float | None:
+        """Mean of the primary reward over the drafts that have one; None when none has."""
+        return sum(self.rewards) / len(self.rewards) if self.rewards else None
+
+    def row(self) -> dict[str, Any]:
+        """One row of the table artifact (latencies in seconds, rounded to the millisecond)."""
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        mean = self.mean_reward
+        return {
+            "step": self.label,
+            "items": self.items,
+            "mean reward": None if mean is None else round(mean, 4),
+            "tokens": self.tokens,
+            "latency p50 (s)": ms(percentile(self.latencies, 50)),
+            "latency p95 (s)": ms(percentile(self.latencies, 95)),
+            "cache hits": self.cache_hits,
+            "drafts with problems": self.with_problems,
+            "failures": self.failures,
+        }
+
+
+@dataclass
+class RunStats:
+    """Totals and per-step figures of an output file, plus a few sample records."""
+
+    records: int = 0
+    complete_bytes: int = 0  # where the last whole line ends: a watcher of new lines starts here
+    foreign: int = 0  # complete lines that are not records, skipped
+    repeated: int = 0  # later records of an id seen before, left out
+    ok: int = 0
+    failed: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+    steps: dict[str, StepStats] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    reward_label: str | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Table rows in step order, ``step-t`` before ``fix-t``."""
+        ordered = sorted(self.steps.values(), key=lambda s: (s.step, s.label.startswith("fix")))
+        return [stats.row() for stats in ordered]
+
+    def add(self, record: dict[str, Any], samples: int) -> None:
+        """Count one output record."""
+        self.records += 1
+        failed = record.get("status") == "failed"
+        self.ok += record.get("status") == "ok"
+        if failed:
+            self.failed += 1
+            if len(self.failed_ids) < 50:
+                self.failed_ids.append(str(record.get("id")))
+        drafts = record.get("drafts") or []
+        label = record.get("reward")
+        self.reward_label = self.reward_label or label
+        for draft in drafts:
+            self._add_draft(draft, label)
+        if failed:
+            # a failed item is counted at the step it could not finish: the one after its last
+            # draft, or step 1 when it has none
+            last = drafts[-1].get("step", 0) if drafts else 0
+            self._stats({"step": last + 1}).failures += 1
+        if len(self.samples) < samples and len(drafts) >= 2:
+            self.samples.append(record)
+
+    def _stats(self, draft: dict[str, Any]) -> StepStats:
+        label = step_label(draft)
+        if label not in self.steps:
+            self.steps[label] = StepStats(label, int(draft.get("step", 0)))
+        return self.steps[label]
+
+    def _add_draft(self, draft: dict[str, Any], reward_label: str | None) -> None:
+        stats = self._stats(draft)
+        stats.items += 1
+        rewards = draft.get("rewards") or {}
+        if rewards:
+            value = rewards.get(reward_label) if reward_label else next(iter(rewards.values()))
+            if isinstance(value, int | float) and math.isfinite(value):
+                stats.rewards.append(float(value))
+        stats.with_problems += bool(draft.get("problems"))
+        if draft.get("cached"):
+            stats.cache_hits += 1
+        else:
+            stats.latencies.append(float(draft.get("latency_s") or 0.0))
+        for cached, usage in _priced(draft):
+            if not cached:
+                stats.tokens += int(usage.get("prompt_tokens", 0))
+                stats.tokens += int(usage.get("completion_tokens", 0))
+
+
+def _priced(draft: dict[str, Any]) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """The step's request and its side requests (critique, judge), each with its cache flag."""
+    yield bool(draft.get("cached")), draft.get("usage") or {}
+    for side in draft.get("side_requests") or []:
+        yield bool(side.get("cached")), side.get("usage") or {}
+
+
+def read_run_stats(path: Path, samples: int = 3) -> RunStats:
+    """Read ``path`` one line at a time into RunStats, by the rules of
+    :mod:`flows.data.output_reader`: the torn tail and later records of an id are left out, and a
+    foreign line is skipped and counted (figures are shown, never refused); a missing file has
+    no records.
+
+    Args:
+        path: the run's output JSONL.
+        samples: how many records with two drafts or more to keep for the sample view.
+    """
+    stats = RunStats()
+    scan = OutputScan(path)
+    try:
+        for _, record in scan.records():
+            stats.add(record, samples)
+    except FileNotFoundError:
+        return stats
+    stats.complete_bytes = scan.offset
+    stats.foreign = len(scan.foreign)
+    stats.repeated = scan.repeated
+    return stats

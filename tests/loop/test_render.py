@@ -1,0 +1,101 @@
+"""The one step-message renderer, and the task table it reads: plain unit tests, no Prefect."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.config.run import RunConfig
+from flows.data.records import Draft, Item
+from flows.loop.defaults import with_task_defaults
+from flows.loop.render import StepRenderer
+from postprocess import default_cleaners, default_rewards, default_validators
+from prompts import TASK_KINDS
+
+
+def _renderer(**settings: object) -> StepRenderer:
+    return StepRenderer.for_config(RunConfig(**settings))  # type: ignore[arg-type]
+
+
+def _user(messages: list[dict[str, str]]) -> str:
+    return messages[-1]["content"]
+
+
+def test_step_one_shows_x_and_no_draft() -> None:
+    renderer = _renderer(task="summarize")
+    item = Item(id="a", line=1, fields={"text": "The river flooded the town twice."})
+    messages = renderer.messages(renderer.fields(item), [], 1)
+    assert messages[0]["role"] == "system"
+    assert "The river flooded the town twice." in _user(messages)
+    assert "[draft" not in _user(messages)
+
+
+def test_history_is_bounded_to_the_last_k_drafts() -> None:
+    renderer = _renderer(task="generic", history=2, steps=5)
+    item = Item(id="a", line=1, fields={"input": "x"})
+    drafts = [Draft(step=t, text=f"DRAFT-NUMBER-{t}") for t in range(1, 5)]
+    prompt = _user(renderer.messages(renderer.fields(item), drafts, 5))
+    assert "DRAFT-NUMBER-4" in prompt and "DRAFT-NUMBER-3" in prompt
+    assert "DRAFT-NUMBER-2" not in prompt and "DRAFT-NUMBER-1" not in prompt
+
+
+def test_fix_role_quotes_the_latest_problems() -> None:
+    renderer = _renderer(task="generic", steps=3)
+    item = Item(id="a", line=1, fields={"input": "x"})
+    drafts = [Draft(step=1, text="broken", problems=["PROBLEM-ONE is here"])]
+    fix = _user(renderer.messages(renderer.fields(item), drafts, 2, "fix"))
+    plain = _user(renderer.messages(renderer.fields(item), drafts, 2))
+    assert "PROBLEM-ONE is here" in fix
+    assert fix != plain
+
+
+def test_translate_languages_come_from_the_config_unless_the_row_sets_them() -> None:
+    renderer = _renderer(task="translate", source_lang="German", target_lang="Italian")
+    plain = Item(id="a", line=1, fields={"text": "Hallo", "target_lang": ""})
+    own = Item(id="b", line=2, fields={"text": "Hallo", "target_lang": "Spanish"})
+    assert renderer.fields(plain)["target_lang"] == "Italian"  # an empty cell is absent
+    assert renderer.fields(plain)["source_lang"] == "German"
+    assert renderer.fields(own)["target_lang"] == "Spanish"
+    assert "Italian" in _user(renderer.messages(renderer.fields(plain), [], 1))
+
+
+def test_placeholder_drafts_are_what_the_dry_run_shows() -> None:
+    renderer = _renderer(task="generic", steps=3)
+    item = Item(id="a", line=1, fields={"input": "x"})
+    prompt = _user(renderer.placeholder(item, 3))
+    assert "[draft of step 2]" in prompt
+    fix = _user(renderer.placeholder(item, 2, "fix"))
+    assert "[problems found in the draft of step 1]" in fix
+    same = renderer.messages(renderer.fields(item), [Draft(step=1, text="[draft of step 1]")], 2)
+    assert renderer.placeholder(item, 2) == same
+
+
+@pytest.mark.parametrize("name", sorted(TASK_KINDS))
+def test_every_default_in_the_task_table_names_a_registered_part(name: str) -> None:
+    kind = TASK_KINDS[name]
+    cleaners, validators, rewards = default_cleaners(), default_validators(), default_rewards()
+    for spec in kind.default_cleaners(500):
+        assert spec.split(":", 1)[0] in cleaners, spec
+    run_only = {"tests_pass", "test_pass_rate"}  # registered per run, over its sandbox
+    for spec in kind.default_validators(has_tests=True):
+        assert spec in validators or spec in run_only, spec
+    for spec in kind.default_rewards(has_tests=True, has_references=True):
+        assert spec in rewards or spec in run_only, spec
+
+
+def test_the_task_table_drives_the_run_defaults() -> None:
+    with_reference = [Item(id="a", line=1, fields={"question": "q"}, reference="r")]
+    qa = with_task_defaults(RunConfig(task="qa"), with_reference)
+    assert qa.rewards == ["token_f1", "exact_match"] and qa.validators == []
+    assert qa.stop.stop_when_valid is False
+    with_tests = [Item(id="a", line=1, fields={"prompt": "p", "tests": "assert f() == 1"})]
+    codegen = with_task_defaults(RunConfig(task="codegen"), with_tests)
+    assert codegen.validators == ["python_compiles", "tests_pass"]
+    assert codegen.rewards == ["test_pass_rate"] and codegen.stop.stop_when_valid is True
+    assert TASK_KINDS["codegen"].default_cleaners(500) == ["extract_code_block", "strip"]
+    assert TASK_KINDS["summarize"].default_cleaners(500)[-1] == "truncate_chars:500"
+
+
+def test_local_stop_sequences_follow_the_kind_of_output() -> None:
+    local = RunConfig().local_model
+    assert local.stop_for(TASK_KINDS["codegen"].output) == local.stop_code
+    assert local.stop_for(TASK_KINDS["summarize"].output) == local.stop
