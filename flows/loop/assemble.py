@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from flows.config.run import RunConfig
@@ -14,19 +14,11 @@ from flows.llm.calls import ModelCalls
 from flows.llm.client import ChatClient
 from flows.llm.probe import probe_endpoint
 from flows.loop.defaults import with_task_defaults
-from flows.loop.plan import build_plan
+from flows.loop.plan import build_plan, cleaner_chain
 from flows.loop.refiner import Refiner
 from flows.loop.render import StepRenderer
-from postprocess import default_cleaners
-from prompts import TaskKind
 
-__all__ = ["cleaner_chain", "open_refiner"]
-
-
-def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
-    """The configured post-processing chain, or the task's default one."""
-    specs = config.postprocess or kind.default_cleaners(config.max_output_chars)
-    return default_cleaners().build_chain(specs)
+__all__ = ["open_refiner"]
 
 
 @asynccontextmanager

@@ -9,21 +9,23 @@ client). Unknown names fail here, listing the valid ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flows.config.run import RunConfig
 from flows.data.records import Item
+from postprocess.cleaner_registry import default_cleaners
 from postprocess.reward_registry import NamedReward, build_rewards, default_rewards
 from postprocess.rewards import RewardDraft, RewardUnavailable
 from postprocess.sandbox.checks import TESTS_FIELD, SandboxTests
 from postprocess.sandbox.run import InvalidTests, SandboxUnavailable, check_sandbox, parse_tests
 from postprocess.validator_registry import NamedValidator, build_validators, default_validators
+from prompts import TaskKind
 from refine.errors import ConfigError, FieldProblem, InputError
 
-__all__ = ["Judge", "JudgeReward", "LoopPlan", "build_plan", "check_loop_inputs"]
+__all__ = ["Judge", "JudgeReward", "LoopPlan", "build_plan", "check_loop_inputs", "cleaner_chain"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +169,13 @@ def check_loop_inputs(plan: LoopPlan, items: Sequence[Item], path: Path) -> None
             "write this user's files and use the network (allow_unsandboxed). Reason: %s",
             exc,
         )
+
+
+def cleaner_chain(config: RunConfig, kind: TaskKind) -> Callable[[str], str]:
+    """The configured post-processing chain, or the task's default one (the task table's).
+
+    Raises:
+        ConfigError: an unknown cleaner or a bad argument, naming the spec.
+    """
+    specs = config.postprocess or kind.default_cleaners(config.max_output_chars)
+    return default_cleaners().build_chain(specs)

@@ -16,9 +16,8 @@ from typing import NoReturn
 from flows.config.run import RunConfig
 from flows.data.dataset import read_rows
 from flows.data.records import Item
-from flows.loop.assemble import cleaner_chain
 from flows.loop.defaults import with_task_defaults
-from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs
+from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
 from flows.loop.render import StepRenderer
 from prompts import ENGINE_VARIABLES, ROLES, check_rows
 from refine.errors import FieldProblem, InputError
