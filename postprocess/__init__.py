@@ -7,7 +7,7 @@ generated code against its tests. Each is a plain typed callable; the registries
 configuration can name them.
 """
 
-from postprocess.chain import CleanerChain, default_chain_for
+from postprocess.chain import CleanerChain
 from postprocess.cleaner_registry import (
     CleanerFactory,
     CleanerRegistry,
@@ -75,7 +75,6 @@ __all__ = [
     "build_rewards",
     "build_validators",
     "check_sandbox",
-    "default_chain_for",
     "default_cleaners",
     "default_rewards",
     "default_validators",

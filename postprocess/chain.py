@@ -1,4 +1,4 @@
-"""Chains of cleaners, and the default chain for each kind of output.
+"""Chains of cleaners (each task kind's default chain is in the task table, prompts.tasks).
 
 A chain keeps the specs it was built from, so logs and errors can say which cleaner did what.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from postprocess.cleaners import Cleaner
 from refine.errors import ConfigError
 
-__all__ = ["CleanerChain", "default_chain_for"]
+__all__ = ["CleanerChain"]
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,3 @@ class CleanerChain:
                 kind = type(text).__name__
                 raise ConfigError(f"cleaner {spec!r} returned {kind}, but cleaners must return str")
         return text
-
-
-def default_chain_for(plain_text: bool, max_chars: int | None = None) -> list[str]:
-    """The cleaner specs used when the configuration names none.
-
-    Prose loses a fence wrapped around the whole answer and is cut to ``max_chars`` if given;
-    code keeps only the first fenced block, since models surround code with explanations.
-    Truncating code would only break it, so ``max_chars`` applies to plain text alone.
-    """
-    if not plain_text:
-        return ["extract_code_block", "strip"]
-    specs = ["strip_code_fences", "strip"]
-    if max_chars is not None:
-        if max_chars < 1:
-            raise ConfigError(f"max_chars must be positive or unset, got {max_chars}")
-        specs.append(f"truncate_chars:{max_chars}")
-    return specs

@@ -22,6 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from postprocess.chain import CleanerChain
+from postprocess.chatter_cleaners import (
+    drop_lines,
+    extract_json,
+    strip_chatter,
+    strip_think,
+    truncate_sentences,
+    truncate_tokens,
+)
 from postprocess.cleaners import (
     Cleaner,
     extract_code_block,
@@ -32,14 +40,6 @@ from postprocess.cleaners import (
 )
 from postprocess.filters import reject_empty, reject_if, reject_longer, reject_unless
 from postprocess.specs import Argument, FactoryRegistry, spec_label
-from postprocess.text_cleaners import (
-    drop_lines,
-    extract_json,
-    strip_chatter,
-    strip_think,
-    truncate_sentences,
-    truncate_tokens,
-)
 from refine.errors import ConfigError
 
 __all__ = [

@@ -6,6 +6,14 @@ import re
 
 import pytest
 
+from postprocess.chatter_cleaners import (
+    drop_lines,
+    extract_json,
+    strip_chatter,
+    strip_think,
+    truncate_sentences,
+    truncate_tokens,
+)
 from postprocess.cleaner_registry import (
     INTEGER_ARGUMENT,
     REGEX_ARGUMENT,
@@ -19,14 +27,6 @@ from postprocess.filters import (
     reject_if,
     reject_longer,
     reject_unless,
-)
-from postprocess.text_cleaners import (
-    drop_lines,
-    extract_json,
-    strip_chatter,
-    strip_think,
-    truncate_sentences,
-    truncate_tokens,
 )
 from refine.errors import ConfigError
 

@@ -10,7 +10,6 @@ import postprocess
 from postprocess import (
     CleanerRegistry,
     build_chain,
-    default_chain_for,
     default_cleaners,
     extract_code_block,
     normalize_whitespace,
@@ -18,6 +17,7 @@ from postprocess import (
     strip_code_fences,
     truncate_chars,
 )
+from prompts import TASK_KINDS
 from refine.errors import ConfigError
 
 
@@ -206,14 +206,16 @@ def test_registry_names_must_be_identifiers() -> None:
 
 
 def test_default_chains() -> None:
-    assert default_chain_for(True, None) == ["strip_code_fences", "strip"]
-    assert default_chain_for(True, 500) == ["strip_code_fences", "strip", "truncate_chars:500"]
-    assert default_chain_for(False, 500) == ["extract_code_block", "strip"]
+    """Each task kind's default chain (the task table in prompts.tasks) built and applied."""
+    prose_kind, code_kind = TASK_KINDS["summarize"], TASK_KINDS["codegen"]
+    assert prose_kind.default_cleaners(None) == ["strip_code_fences", "strip"]
+    assert prose_kind.default_cleaners(500) == ["strip_code_fences", "strip", "truncate_chars:500"]
+    assert code_kind.default_cleaners(500) == ["extract_code_block", "strip"]
     with pytest.raises(ConfigError, match="max_chars"):
-        default_chain_for(True, 0)
+        prose_kind.default_cleaners(0)
 
-    prose = build_chain(default_chain_for(True, 10))
+    prose = build_chain(prose_kind.default_cleaners(10))
     assert prose("```\n  A summary that runs long.\n```\n") == "A summary"
-    code = build_chain(default_chain_for(False, None))
+    code = build_chain(code_kind.default_cleaners(None))
     answer = "Sure, here you go:\n\n```python\n\ndef f():\n    return 1\n```\nAnything else?"
     assert code(answer) == "def f():\n    return 1"

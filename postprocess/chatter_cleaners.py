@@ -1,8 +1,9 @@
 """Cleaners for chatty answers: model talk around the answer, reasoning blocks, JSON, length.
 
-Like :mod:`postprocess.cleaners`, each one fixes one habit of models and leaves any text without
-that habit unchanged, so chains stay predictable. The ones that take an argument are factories
-(``truncate_sentences(3)``), named in configuration as ``"truncate_sentences:3"``.
+Like :mod:`postprocess.cleaners` (fences, whitespace, length), each one fixes one habit of
+models and leaves any text without that habit unchanged, so chains stay predictable. The ones
+that take an argument are factories (``truncate_sentences(3)``), named in configuration as
+``"truncate_sentences:3"``.
 """
 
 from __future__ import annotations
