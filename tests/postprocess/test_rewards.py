@@ -36,7 +36,7 @@ BUILT_IN = ["bleu", "chrf", "exact_match", "loglik", "rouge_l", "token_f1"]
 
 
 def words_reward(draft: RewardDraft, row: Mapping[str, Any]) -> float:
-    """A user reward, imported as ``tests.test_rewards:words_reward``: 1.0 at 3+ words."""
+    """A user reward, imported as ``<this module>:words_reward``: 1.0 at 3+ words."""
     if "topic" not in row:
         raise RewardUnavailable("the item has no topic")
     return min(len(draft.text.split()) / 3, 1.0)
@@ -330,15 +330,15 @@ def test_unknown_reward_lists_the_valid_names() -> None:
         ({"tokenize": "13a"}, "a reward table needs a 'name' key naming the reward"),
         (3, "a reward is a name or a table with a 'name' key, got 3"),
         (
-            {"name": "tests.test_rewards:words_reward", "weight": 2},
+            {"name": f"{__name__}:words_reward", "weight": 2},
             "is a user reward and takes no parameters, got weight",
         ),
         (
             "tests.no_such_module:fn",
             "reward 'tests.no_such_module:fn': cannot import 'tests.no_such_module'",
         ),
-        ("tests.test_rewards:missing", "module 'tests.test_rewards' has no 'missing'"),
-        ("tests.test_rewards:NOT_CALLABLE", "is a int, not a function"),
+        (f"{__name__}:missing", f"module '{__name__}' has no 'missing'"),
+        (f"{__name__}:NOT_CALLABLE", "is a int, not a function"),
     ],
 )
 def test_bad_specs_fail_at_config_time(spec: Any, message: str) -> None:
@@ -362,14 +362,14 @@ def test_labels_name_the_parameters() -> None:
 
 
 def test_user_reward_by_module_path() -> None:
-    (reward,) = build_rewards(["tests.test_rewards:words_reward"])
-    assert reward.label == "tests.test_rewards:words_reward"
+    (reward,) = build_rewards([f"{__name__}:words_reward"])
+    assert reward.label == f"{__name__}:words_reward"
     assert reward(RewardDraft("Cats purr loudly."), {"topic": "cats"}) == 1.0
     assert reward(RewardDraft("Cats"), {"topic": "cats"}) == pytest.approx(1 / 3)
     with pytest.raises(RewardUnavailable) as caught:
         reward(RewardDraft("Cats"), {})
     assert str(caught.value) == (
-        "reward tests.test_rewards:words_reward unavailable: the item has no topic"
+        f"reward {__name__}:words_reward unavailable: the item has no topic"
     )
 
 
@@ -378,7 +378,7 @@ def test_a_reward_must_return_a_finite_number(value: object) -> None:
     reward = NamedReward("odd", lambda draft, row: value)  # type: ignore[arg-type,return-value]
     with pytest.raises(ConfigError, match="reward 'odd' returned .*must return a finite number"):
         reward(RewardDraft("x"), {})
-    (broken,) = build_rewards(["tests.test_rewards:returns_text"])
+    (broken,) = build_rewards([f"{__name__}:returns_text"])
     with pytest.raises(ConfigError, match="returned 'high'"):
         broken(RewardDraft("x"), {})
 

@@ -24,7 +24,7 @@ NOTE = "Note: draft two\nThe bridge opens in May, after repairs.\nSource: counci
 
 
 def shout(text: str) -> str:
-    """A user cleaner, imported as ``tests.test_specs:shout``."""
+    """A user cleaner, imported as ``<this module>:shout``."""
     return text.upper()
 
 
