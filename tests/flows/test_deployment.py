@@ -128,7 +128,7 @@ async def test_prefect_yaml_deployment_runs_on_a_worker_and_shows_in_the_ui(
     assert all(run.state_type.value == "COMPLETED" for run in runs)
 
     # the artifacts carry the figures of the output file
-    from tests.test_dashboard import flow_run_artifacts
+    from tests.ui.test_dashboard import flow_run_artifacts
 
     artifacts = await flow_run_artifacts(flow_run.id)
     assert artifacts["progress"].data == 100.0
@@ -151,7 +151,7 @@ async def test_eval_deployment_runs_on_a_worker_and_its_plots_render_in_the_ui(
 ) -> None:
     from prefect.deployments import run_deployment
 
-    from tests.test_dashboard import flow_run_artifacts
+    from tests.ui.test_dashboard import flow_run_artifacts
 
     env = prefect_env(on_ui_server)
     prefect_cli(["work-pool", "create", "refine-eval", "--type", "process"], env)
