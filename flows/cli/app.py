@@ -1,4 +1,4 @@
-"""The ``refine`` command line: run a batch, inspect templates.
+"""The ``refine`` command line: the ``run`` command, and every command group registered on it.
 
 Exit codes: 0 every item succeeded, 1 some items failed, 2 bad input or configuration (or an
 endpoint that refuses every request: 401/403/404), 130 interrupted.

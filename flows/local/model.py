@@ -1,9 +1,9 @@
-"""The embedded local model: its defaults, in one place, and where its weights come from.
+"""The embedded local model's weights: where they come from, and whether it can be served here.
 
 With no endpoint configured, ``refine run`` serves a GGUF model itself through
-llama-cpp-python (the ``[local]`` extra). The defaults below suit the packaged Gemma 3 270M
-(Q4_K_M) on a small machine; every one can be changed in the ``[local_model]`` table of the
-config file or with ``refine serve-model`` flags.
+llama-cpp-python (the ``[local]`` extra): the packaged Gemma 3 270M (Q4_K_M) unless
+``[local_model] model_path`` names another file. How it is served (slots, threads, context,
+stop sequences) is :class:`flows.config.local.LocalModelConfig`.
 """
 
 from __future__ import annotations
