@@ -22,7 +22,7 @@ from flows.loop.checks import Assessor
 from flows.loop.plan import Judge, LoopPlan
 from flows.loop.render import StepRenderer
 from flows.loop.select import select_draft, total_reward
-from flows.loop.stopping import over_budget, stop_reason
+from flows.loop.stopping import StopOnTokenBudget, StopState, stop_rules
 from postprocess.filters import DraftRejected
 from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
 from refine.errors import ConfigError, FatalEndpointError, RefineError
@@ -108,6 +108,10 @@ class Refiner:
         self.calls = calls
         self.clean = clean
         self.plan = plan
+        self.stop_rule = stop_rules(config.stop)  # the run's rules, composed once
+        self.budget = StopOnTokenBudget(
+            config.stop.max_tokens_per_item, config.stop.max_tokens_per_run
+        )
         self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
 
     def start(self, item: Item) -> ItemRun:
@@ -125,18 +129,19 @@ class Refiner:
         that fails on this answer marks the item failed. What no item can get past (a
         401/403/404, a broken configuration, no sandbox) raises, and the run stops.
         """
-        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+        if self.budget.spent(run.drafts, self.calls.tokens):
             run.stop_reason = "token_budget"  # spent by other items since this one's last step
             return
         try:
             draft = await self._draft(run, step, fix=run.needs_fix)
-            run.stop_reason = stop_reason(
-                run.drafts,
-                max_steps=self.config.steps,
-                stop=self.config.stop,
-                primary=self.plan.primary,
-                validated=bool(self.plan.validators),
-                run_tokens=self.calls.tokens,
+            run.stop_reason = self.stop_rule(
+                StopState(
+                    run.drafts,
+                    max_steps=self.config.steps,
+                    primary=self.plan.primary,
+                    validated=bool(self.plan.validators),
+                    run_tokens=self.calls.tokens,
+                )
             )
             if run.stop_reason is None and self.config.critique.enabled and draft.usable:
                 run.stop_reason = await self._critique(run, draft)
@@ -206,7 +211,7 @@ class Refiner:
         draft.critique = completion.content.strip()
         if self.config.critique.stop_phrase.casefold() in draft.critique.casefold():
             return "critic_satisfied"
-        if over_budget(self.config.stop, run.drafts, self.calls.tokens):
+        if self.budget.spent(run.drafts, self.calls.tokens):
             return "token_budget"
         return None
 

@@ -37,7 +37,6 @@ __all__ = [
     "StopWhenUnchanged",
     "StopWhenValid",
     "item_tokens",
-    "over_budget",
     "stop_reason",
     "stop_rules",
 ]
@@ -196,13 +195,6 @@ class StopAtMaxSteps(StopRule):
 def item_tokens(drafts: Sequence[Draft]) -> int:
     """Tokens of every request of an item so far: steps, critiques and judges."""
     return sum(draft.total_usage.tokens for draft in drafts)
-
-
-def over_budget(stop: StopConfig, drafts: Sequence[Draft], run_tokens: int) -> bool:
-    """Whether the item's or the whole run's token budget is spent."""
-    return StopOnTokenBudget(stop.max_tokens_per_item, stop.max_tokens_per_run).spent(
-        drafts, run_tokens
-    )
 
 
 def stop_rules(stop: StopConfig) -> StopAny:

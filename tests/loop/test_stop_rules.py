@@ -20,7 +20,6 @@ from flows.loop.stopping import (
     StopWhenUnchanged,
     StopWhenValid,
     item_tokens,
-    over_budget,
     stop_reason,
     stop_rules,
 )
@@ -167,10 +166,12 @@ BUDGETS: list[tuple[str, dict[str, Any], list[Draft], int, bool]] = [
     [case[1:] for case in BUDGETS],
     ids=[case[0] for case in BUDGETS],
 )
-def test_over_budget(
+def test_token_budget_spent(
     config: dict[str, Any], drafts: list[Draft], run_tokens: int, spent: bool
 ) -> None:
-    assert over_budget(StopConfig(**config), drafts, run_tokens) is spent
+    stop = StopConfig(**config)
+    budget = StopOnTokenBudget(stop.max_tokens_per_item, stop.max_tokens_per_run)
+    assert budget.spent(drafts, run_tokens) is spent
 
 
 def test_item_tokens_count_side_requests_but_not_cached_tokens() -> None:
@@ -181,8 +182,8 @@ def test_item_tokens_count_side_requests_but_not_cached_tokens() -> None:
     second = draft(2).model_copy(update={"usage": step, "side_requests": [critique]})
     drafts = [draft(1, tokens=10), second]
     assert item_tokens(drafts) == 10 + 25 + 10
-    assert over_budget(StopConfig(max_tokens_per_item=45), drafts, 0)
-    assert not over_budget(StopConfig(max_tokens_per_item=46), drafts, 0)
+    assert StopOnTokenBudget(per_item=45).spent(drafts, 0)
+    assert not StopOnTokenBudget(per_item=46).spent(drafts, 0)
 
 
 def test_usage_tokens_are_not_written_to_records() -> None:
