@@ -45,7 +45,6 @@ from refine.errors import ConfigError
 __all__ = [
     "INTEGER_ARGUMENT",
     "REGEX_ARGUMENT",
-    "Argument",
     "CleanerFactory",
     "CleanerRegistry",
     "CleanerSpec",

@@ -35,8 +35,6 @@ __all__ = [
     "FactoryRegistry",
     "ParsedSpec",
     "check_params",
-    "import_reference",
-    "is_reference",
     "spec_label",
 ]
 
