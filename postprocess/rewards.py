@@ -32,6 +32,7 @@ from refine.errors import ConfigError
 
 __all__ = [
     "REFERENCE_FIELD",
+    "REWARD_FLOORS",
     "Reward",
     "RewardDraft",
     "RewardUnavailable",
@@ -47,6 +48,23 @@ __all__ = [
 
 REFERENCE_FIELD = "reference"
 """The row field holding the reference answer(s); templates never see it."""
+
+REWARD_FLOORS: Mapping[str, float] = {
+    "rouge_l": 0.0,
+    "bleu": 0.0,
+    "chrf": 0.0,
+    "exact_match": 0.0,
+    "token_f1": 0.0,
+    "judge": 0.0,
+    "test_pass_rate": 0.0,
+    "hidden_test_pass_rate": 0.0,
+}
+"""What a missing answer scores, by reward name: the bottom of each bounded reward's scale.
+
+Figures over a run count an item with no usable answer (a failed item, an empty or cut-off
+draft) at this value, so failures are never left out of a mean. ``loglik`` and user rewards
+have no floor: figures leave such items out and say how many.
+"""
 
 
 @dataclass(frozen=True)

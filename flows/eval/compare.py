@@ -8,13 +8,12 @@ difference B − A, so swapping a template or a model is a measured decision, no
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from flows.eval.curves import ItemCurve, latest_at, selected
+from flows.eval.curves import ItemCurve, latest_at, score, selected
 from flows.eval.stats import Spread, primary_label, reward_labels, spread
 from refine.errors import ConfigError
 
@@ -161,18 +160,15 @@ def _shared_reward(
 
 
 def _final(record: ItemCurve, selection: str, label: str) -> float | None:
-    draft = selected(record, selection, label)
-    value = draft.rewards.get(label) if draft is not None else None
-    return value if value is not None and math.isfinite(value) else None
+    return score(record, selected(record, selection, label), label)
 
 
 def _step_diff(pairs: list[tuple[ItemCurve, ItemCurve]], step: int, label: str) -> StepDiff:
     values: list[tuple[float, float]] = []
     for ra, rb in pairs:
-        da, db = latest_at(ra.points, step), latest_at(rb.points, step)
-        va = da.rewards.get(label) if da is not None else None
-        vb = db.rewards.get(label) if db is not None else None
-        if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb):
+        va = score(ra, latest_at(ra.points, step), label)
+        vb = score(rb, latest_at(rb.points, step), label)
+        if va is not None and vb is not None:
             values.append((va, vb))
     if not values:
         return StepDiff(step=step, pairs=0)

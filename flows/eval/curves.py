@@ -9,6 +9,7 @@ dropped, so memory grows with items × steps, not with the output file
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 from flows.data.output_reader import OUTPUT_HINT, RecordReader
 from flows.data.records import Draft, Trajectory
 from flows.loop.select import select_draft
+from postprocess.rewards import REWARD_FLOORS
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["ItemCurve", "StepPoint", "latest_at", "read_curves", "selected"]
+__all__ = ["ItemCurve", "StepPoint", "latest_at", "read_curves", "score", "selected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +59,12 @@ class ItemCurve:
     selected_step: int | None
     reward: str | None
     points: tuple[StepPoint, ...]
+    unavailable: frozenset[str] = frozenset()
+    """Reward labels the run could not compute for this item (no reference, no tests)."""
 
     @classmethod
     def of(cls, record: Trajectory) -> ItemCurve:
+        notes = [note for draft in record.drafts for note in draft.reward_notes]
         return cls(
             id=record.id,
             status=record.status,
@@ -67,6 +72,12 @@ class ItemCurve:
             selected_step=record.selected_step,
             reward=record.reward,
             points=tuple(StepPoint.of(draft) for draft in record.drafts),
+            unavailable=frozenset(
+                label
+                for note in notes
+                if note.startswith("reward ") and " unavailable: " in note
+                for label in [note.removeprefix("reward ").split(" unavailable: ", 1)[0]]
+            ),
         )
 
     @property
@@ -108,6 +119,24 @@ def latest_at(points: Sequence[StepPoint], step: int) -> StepPoint | None:
             break
         found = point
     return found
+
+
+def score(curve: ItemCurve, point: StepPoint | None, label: str) -> float | None:
+    """What ``point`` (the item's draft picked by a selection or a step; None: none) scores on
+    ``label``, counting a missing answer as a failure.
+
+    A finite value is itself. No draft, a failed item or a draft the run could not score (empty,
+    cut off) gets the reward's floor (:data:`postprocess.rewards.REWARD_FLOORS`: 0 for every
+    bounded built-in), so a mean over a run never leaves its failures out. None, meaning "leave
+    the item out", only where the reward is unavailable for the item (no reference) or has no
+    floor (``loglik``, a user reward).
+    """
+    value = point.rewards.get(label) if point is not None else None
+    if value is not None and math.isfinite(value):
+        return float(value)
+    if label in curve.unavailable:
+        return None
+    return REWARD_FLOORS.get(label.split("(", 1)[0])
 
 
 def selected(curve: ItemCurve, selection: str, primary: str | None) -> StepPoint | None:

@@ -13,18 +13,22 @@ For each step t = 1..T, over all items of the run:
 
 Then the same reward figures for three selections over whole trajectories: ``best``, ``last``
 (the last usable draft) and ``output`` (what the run actually returned). No Prefect here.
+
+Every figure covers every item: an item with no answer under a selection, or no scored draft at
+a step (a failed item, an empty or cut-off answer), counts as a failure at the reward's floor
+(:func:`flows.eval.curves.score`); only an item the reward does not apply to (no reference) or a
+reward without a floor (``loglik``) leaves it out, and ``n`` says so.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from flows.eval.curves import ItemCurve, latest_at, selected
+from flows.eval.curves import ItemCurve, latest_at, score, selected
 from refine.errors import ConfigError
 
 __all__ = [
@@ -80,7 +84,10 @@ class SelectionRow(BaseModel):
     """One way of picking each item's answer from its trajectory, and what it scores."""
 
     selection: str
-    items: int = Field(description="items that have an answer under this selection")
+    items: int = Field(
+        description="items that have an answer under this selection; the others count in "
+        "``rewards`` at the reward's floor (a failure), never left out"
+    )
     rewards: dict[str, Spread]
     tokens_mean: float
     latency_s_mean: float
@@ -160,10 +167,6 @@ def _best_step(record: ItemCurve, primary: str | None) -> int | None:
     return best.step if best is not None and primary in best.rewards else None
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def _step_row(
     records: Sequence[ItemCurve], step: int, labels: list[str], best_steps: list[int | None]
 ) -> StepRow:
@@ -176,11 +179,10 @@ def _step_row(
         running += bool(here)
         fixes += sum(p.kind == "fix" for p in here)
         latest = latest_at(record.points, step)
-        if latest is not None:
-            for label in labels:
-                value = latest.rewards.get(label)
-                if _finite(value):
-                    values[label].append(float(value))  # type: ignore[arg-type]
+        for label in labels:
+            value = score(record, latest, label)
+            if value is not None:
+                values[label].append(value)
         for point in record.points:
             if point.step <= step:
                 tokens += point.tokens
@@ -207,13 +209,11 @@ def _selection_row(
         tokens += record.tokens  # every step was paid for, whichever is picked
         latency += record.latency_s
         chosen = selected(record, selection, primary)
-        if chosen is None:
-            continue
-        items += 1
-        for label in labels:
-            value = chosen.rewards.get(label)
-            if _finite(value):
-                values[label].append(float(value))  # type: ignore[arg-type]
+        items += chosen is not None
+        for label in labels:  # no answer counts as a failure: see flows.eval.curves.score
+            value = score(record, chosen, label)
+            if value is not None:
+                values[label].append(value)
     n = len(records)
     return SelectionRow(
         selection=selection,
