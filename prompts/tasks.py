@@ -12,7 +12,8 @@ registries in :mod:`postprocess`; this module imports none of them.
 task       validators                       rewards                        stop_when_valid
 =========  ===============================  =============================  ===============
 codegen    python_compiles, + tests_pass    test_pass_rate (rows with      true
-           when any row has ``tests``       ``tests``)
+           when any row has ``tests``       ``tests``), then
+                                            hidden_test_pass_rate (ref.)
 summarize  none                             rouge_l (rows with reference)  false
 translate  none                             chrf (rows with reference)     false
 qa         none                             token_f1, exact_match (ref.)   false
@@ -137,6 +138,7 @@ TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
                 validators=("python_compiles",),
                 test_validators=("tests_pass",),
                 test_rewards=("test_pass_rate",),
+                reference_rewards=("hidden_test_pass_rate",),  # hidden tests: never primary
                 stop_when_valid=True,
             ),
         )

@@ -1,9 +1,11 @@
 """Resolve the loop's configuration into callables, and check what it needs before any request.
 
 Validator and reward specs are resolved against fresh registries that also hold what only a
-run has: the sandboxed ``tests_pass`` validator and ``test_pass_rate`` reward (closing over the
-run's sandbox settings) and the LLM ``judge`` reward (scored by the engine, which holds the
-client). Unknown names fail here, listing the valid ones.
+run has: the sandboxed ``tests_pass`` validator and ``test_pass_rate`` and
+``hidden_test_pass_rate`` rewards (closing over the run's sandbox settings) and the LLM ``judge``
+reward (scored by the engine, which holds the client). Unknown names fail here, listing the
+valid ones. Hidden tests may only be a secondary reward: a run that makes them primary is
+refused before any request (:func:`check_loop_inputs`).
 """
 
 from __future__ import annotations
@@ -20,17 +22,31 @@ from postprocess.cleaner_registry import default_cleaners
 from postprocess.reward_registry import NamedReward, build_rewards, default_rewards
 from postprocess.rewards import RewardDraft, RewardUnavailable
 from postprocess.sandbox.checks import TESTS_FIELD, SandboxTests
+from postprocess.sandbox.hidden import HIDDEN_TEST_REWARD, HIDDEN_TESTS_FIELD, HiddenTests
 from postprocess.sandbox.run import InvalidTests, SandboxUnavailable, check_sandbox, parse_tests
 from postprocess.validator_registry import NamedValidator, build_validators, default_validators
 from prompts import TaskKind
 from refine.errors import ConfigError, FieldProblem, InputError
 
-__all__ = ["Judge", "JudgeReward", "LoopPlan", "build_plan", "check_loop_inputs", "cleaner_chain"]
+__all__ = [
+    "SANDBOXED",
+    "SECONDARY_ONLY",
+    "Judge",
+    "JudgeReward",
+    "LoopPlan",
+    "build_plan",
+    "check_loop_inputs",
+    "cleaner_chain",
+    "refuse_secondary_primary",
+]
 
 logger = logging.getLogger(__name__)
 
-SANDBOXED = frozenset({"tests_pass", "test_pass_rate"})
+SANDBOXED = frozenset({"tests_pass", "test_pass_rate", HIDDEN_TEST_REWARD})
 """The validator and reward names that run generated code."""
+
+SECONDARY_ONLY = frozenset({HIDDEN_TEST_REWARD})
+"""Rewards that must never be primary: they read what the run must not be steered by."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,7 @@ def build_plan(config: RunConfig) -> LoopPlan:
     validator_registry.register("tests_pass", sandbox.validator)
     reward_registry = default_rewards()
     reward_registry.register("test_pass_rate", sandbox.reward)
+    reward_registry.register(HIDDEN_TEST_REWARD, HiddenTests(sandbox).reward)
     reward_registry.register("judge", judge)
     base_dir = config.config_file.parent if config.config_file else None
     validators = build_validators(config.validators or [], base_dir, validator_registry)
@@ -135,13 +152,56 @@ def build_plan(config: RunConfig) -> LoopPlan:
     return plan
 
 
-def check_loop_inputs(plan: LoopPlan, items: Sequence[Item], path: Path) -> None:
-    """Before any request: every row's ``tests`` parse, and the sandbox can run here.
+def refuse_secondary_primary(plan: LoopPlan) -> None:
+    """A run's primary reward must not be one of :data:`SECONDARY_ONLY` (hidden tests).
 
-    Raises InputError naming file, line and field for bad tests; SandboxUnavailable (a
-    ConfigError) where bubblewrap cannot run, unless ``sandbox.allow_unsandboxed`` is set, in
-    which case it warns loudly and generated code runs with resource limits only.
+    The primary reward picks ``best`` and fires ``reward_threshold`` and ``plateau``, so a
+    hidden reward there would steer the run by tests the model must never be measured against
+    in the open. ``refine eval --score`` may still lead with it: that measures a finished run.
+
+    Raises:
+        ConfigError: the first reward is a secondary-only one.
     """
+    if plan.rewards and plan.rewards[0].name in SECONDARY_ONLY:
+        name = plan.rewards[0].name
+        raise ConfigError(
+            f"reward {name!r} cannot be the primary (first) reward: it scores hidden tests, and "
+            "the primary reward selects the output and stops the loop, which would let the "
+            f"hidden tests steer the run; list a visible reward first, e.g. rewards = "
+            f'["test_pass_rate", "{name}"]'
+        )
+
+
+def _hidden_test_problems(plan: LoopPlan, items: Sequence[Item]) -> list[FieldProblem]:
+    if not any(r.name == HIDDEN_TEST_REWARD for r in plan.rewards):
+        return []
+    problems = []
+    for item in items:
+        source = item.reference
+        if source in (None, "", []):
+            continue  # that item's drafts get a "reward unavailable" note
+        parts = [source] if isinstance(source, str) else source
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            why = "hidden tests must be a string or a list of strings"
+            problems.append(FieldProblem(item.line, HIDDEN_TESTS_FIELD, why))
+            continue
+        try:
+            parse_tests("\n".join(parts))
+        except InvalidTests as exc:
+            problems.append(FieldProblem(item.line, HIDDEN_TESTS_FIELD, f"hidden tests: {exc}"))
+    return problems
+
+
+def check_loop_inputs(plan: LoopPlan, items: Sequence[Item], path: Path) -> None:
+    """Before any request: hidden tests are not the primary reward, every row's ``tests`` (and,
+    with ``hidden_test_pass_rate``, its ``reference``) parse, and the sandbox can run here.
+
+    Raises ConfigError when hidden tests are the primary reward; InputError naming file, line
+    and field for bad tests; SandboxUnavailable (a ConfigError) where bubblewrap cannot run,
+    unless ``sandbox.allow_unsandboxed`` is set, in which case it warns loudly and generated
+    code runs with resource limits only.
+    """
+    refuse_secondary_primary(plan)
     if not plan.uses_sandbox:
         return
     problems = []
@@ -153,8 +213,10 @@ def check_loop_inputs(plan: LoopPlan, items: Sequence[Item], path: Path) -> None
             parse_tests(str(tests))
         except InvalidTests as exc:
             problems.append(FieldProblem(item.line, TESTS_FIELD, str(exc)))
+    problems += _hidden_test_problems(plan, items)
     if problems:
-        raise InputError(path, problems, hint="Each row's tests must be Python with an assert.")
+        hint = "Each row's tests (and hidden tests in its reference) must be Python with an assert."
+        raise InputError(path, problems, hint=hint)
     try:
         check_sandbox()
     except SandboxUnavailable as exc:

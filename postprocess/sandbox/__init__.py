@@ -5,6 +5,7 @@
 :mod:`~postprocess.sandbox.process` (starting, limiting and killing the process group),
 :mod:`~postprocess.sandbox.runner` (the script that runs inside),
 :mod:`~postprocess.sandbox.models` (tests, limits and results), :mod:`~postprocess.sandbox.report`
-(what a failing test tells the model) and :mod:`~postprocess.sandbox.checks` (the ``tests_pass``
-validator and ``test_pass_rate`` reward over it).
+(what a failing test tells the model), :mod:`~postprocess.sandbox.checks` (the ``tests_pass``
+validator and ``test_pass_rate`` reward over it) and :mod:`~postprocess.sandbox.hidden` (the
+``hidden_test_pass_rate`` reward, from hidden tests in the row's ``reference``).
 """
