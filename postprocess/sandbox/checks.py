@@ -14,6 +14,7 @@ prompt shows the model what broke; templates print them as data, never as templa
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -29,9 +30,10 @@ TESTS_FIELD = "tests"
 """The row field holding the tests: Python source whose ``assert`` statements are the tests."""
 
 _SHOWN_FAILURES = 5
-_SHOWN_CHARS = 300  # per quoted assert or error
+_SHOWN_CHARS = 500  # per quoted assert or error: room for the values and the line they came from
 _SHOWN_OUTPUT = 600  # of the code's own output
 _MEMO_SIZE = 256
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{4,}\b")  # differs run to run; the runner scrubs errors
 
 
 def _trim(text: str, limit: int) -> str:
@@ -43,7 +45,9 @@ def test_problems(result: SandboxResult) -> list[str]:
     """The problems a failed run shows the model: each failing assert with its error, trimmed.
 
     A crash while loading the code is one problem, not one per test; at most five failures are
-    quoted, then a count of the rest; the code's own output (head and tail) comes last.
+    quoted, then a count of the rest; then the code's own checks that failed (its own asserts
+    are problems, never tests); the code's own output (head and tail) comes last. The text
+    depends only on the code and tests, so an identical re-run gives an identical prompt.
     """
     problems = [
         f"test setup failed (tests line {o.line}): `{_trim(o.source, _SHOWN_CHARS)}` raised "
@@ -62,10 +66,19 @@ def test_problems(result: SandboxResult) -> list[str]:
             )
         if len(failures) > _SHOWN_FAILURES:
             problems.append(f"... and {len(failures) - _SHOWN_FAILURES} more failing tests")
+    own = [check for check in result.own_checks if not check.passed]
+    for check in own[:_SHOWN_FAILURES]:
+        problems.append(
+            f"your own check at solution.py line {check.line} failed: "
+            f"`{_trim(check.source, _SHOWN_CHARS)}`: {_trim(check.error or '', _SHOWN_CHARS)}"
+        )
+    if len(own) > _SHOWN_FAILURES:
+        problems.append(f"... and {len(own) - _SHOWN_FAILURES} more of your own checks failed")
     if problems:
         problems.insert(0, f"{result.passed} of {result.total} tests pass")
         if result.output.strip():
-            problems.append(f"output of the run: {_trim(result.output, _SHOWN_OUTPUT)}")
+            output = _ADDRESS.sub("0x\u2026", result.output)
+            problems.append(f"output of the run: {_trim(output, _SHOWN_OUTPUT)}")
     return problems
 
 

@@ -111,6 +111,8 @@ def sandbox_env(home: str) -> dict[str, str]:
         "TMPDIR": f"{home}/tmp" if home == SANDBOX_DIR else home,
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # set and dict order, and so the text of errors, must not change between identical runs
+        "PYTHONHASHSEED": "0",
     }
 
 

@@ -96,6 +96,9 @@ class SandboxResult:
     Attributes:
         outcomes: every test in order, passed or with its error.
         setup_errors: non-test statements (imports, helpers) that raised.
+        own_checks: the checks the code ran on itself (its top-level ``assert`` and expression
+            statements, its ``if __name__ == "__main__":`` block), run after the tests; they are
+            not tests and never count in the pass rate, but a failing one is a problem.
         ran: tests that reported a result (the rest never ran: crash, limit or timeout).
         output: the code's stdout and stderr together, head and tail kept within the limit.
         exit_status: the exit status: 128 + N when signal N ended the sandboxed code, -N when
@@ -117,6 +120,7 @@ class SandboxResult:
     error: str | None
     sandboxed: bool
     seconds: float
+    own_checks: tuple[TestOutcome, ...] = ()
 
     @property
     def total(self) -> int:

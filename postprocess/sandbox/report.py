@@ -9,9 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-__all__ = ["Report", "parse_report"]
+__all__ = ["OwnCheck", "Report", "parse_report"]
 
-_KINDS = frozenset({"start", "load", "item", "done"})
+_KINDS = frozenset({"start", "load", "item", "check", "own", "done"})
+
+
+@dataclass(frozen=True)
+class OwnCheck:
+    """One check the code ran on itself: where, what, and its error (None: passed, or never
+    finished when ``finished`` is False)."""
+
+    line: int
+    source: str
+    error: str | None
+    finished: bool
 
 
 @dataclass
@@ -24,6 +35,7 @@ class Report:
     items: dict[int, str | None] = field(default_factory=dict)
     done: bool = False
     limit: str | None = None
+    own: dict[int, OwnCheck] = field(default_factory=dict)
 
 
 def parse_report(data: bytes, nonce: str) -> Report:
@@ -42,7 +54,12 @@ def parse_report(data: bytes, nonce: str) -> Report:
             error = json.loads(error_text)
         except ValueError:
             continue
-        if error is not None and not isinstance(error, str):
+        if kind in ("check", "own"):
+            check = _own_check(error, finished=kind == "own")
+            if check is None:
+                continue
+            report.own[index] = check
+        elif error is not None and not isinstance(error, str):
             continue
         if report.limit is None and limit != "-":
             report.limit = limit
@@ -53,6 +70,19 @@ def parse_report(data: bytes, nonce: str) -> Report:
             report.load_error = error
         elif kind == "item":
             report.items[index] = error
-        else:
+        elif kind == "done":
             report.done = True
     return report
+
+
+def _own_check(payload: object, *, finished: bool) -> OwnCheck | None:
+    """``[line, source]`` when a check starts, ``[line, source, error]`` when it ends."""
+    if not isinstance(payload, list) or len(payload) != 2 + finished:
+        return None
+    line, source, *rest = payload
+    error = rest[0] if rest else None
+    if not isinstance(line, int) or not isinstance(source, str):
+        return None
+    if error is not None and not isinstance(error, str):
+        return None
+    return OwnCheck(line, source, error, finished)

@@ -84,18 +84,35 @@ def _job(code: str, statements: tuple[TestStatement, ...], nonce: str) -> bytes:
     return json.dumps({"nonce": nonce, "code": code, "items": items}).encode()
 
 
-def _signal_limit(finished: Finished, sandboxed: bool) -> tuple[str | None, str | None]:
+def _out_of_time(limits: SandboxLimits) -> str:
+    # One wording for the CPU limit, its hard kill and the wall clock: which of them fires first
+    # depends on the machine's load, and the words are quoted to the model, so must not vary.
+    return (
+        f"ran out of time (limits: {limits.cpu_seconds} s of CPU, "
+        f"{limits.wall_seconds:g} s of wall clock)"
+    )
+
+
+def _signal_limit(
+    finished: Finished, limits: SandboxLimits, sandboxed: bool
+) -> tuple[str | None, str | None]:
     """The limit and the words for an exit by signal: bwrap shows signal N as status 128 + N."""
     status = finished.exit_status
     number = -status if status < 0 else status - 128 if sandboxed and status > 128 else 0
     if number <= 0:
         return None, f"the process ended early with exit status {status}" if status else None
     name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
-    if number == signal.SIGXCPU:
-        return "cpu_seconds", f"killed by {name}: the CPU limit ran out"
-    if number == signal.SIGKILL:
-        return None, f"killed by {name} (CPU hard limit or out of memory)"
+    if number in (signal.SIGXCPU, signal.SIGKILL):  # SIGKILL: the CPU hard limit
+        return "cpu_seconds", _out_of_time(limits)
     return None, f"killed by signal {name}"
+
+
+def _own_checks(report: Report, why: str | None) -> tuple[TestOutcome, ...]:
+    stopped = f"did not finish: {why or 'the runner stopped'}"
+    return tuple(
+        TestOutcome(check.line, check.source, check.error if check.finished else stopped)
+        for _, check in sorted(report.own.items())
+    )
 
 
 def _result(
@@ -105,11 +122,13 @@ def _result(
     limits: SandboxLimits,
     sandboxed: bool,
 ) -> SandboxResult:
-    limit, why = _signal_limit(finished, sandboxed)
+    limit, why = _signal_limit(finished, limits, sandboxed)
     if finished.timed_out:
-        limit, why = "wall_seconds", f"timed out after {limits.wall_seconds:g} s (wall clock)"
+        limit, why = "wall_seconds", _out_of_time(limits)
     if report.load_error is not None:
         why = f"the code failed to load: {report.load_error}"
+    # What the runner saw (a MemoryError, a refused fork) is the cause; a later kill for time
+    # is its consequence (freeing a huge heap takes CPU), so the runner's word wins.
     limit = report.limit or limit
     outcomes: list[TestOutcome] = []
     setup: list[TestOutcome] = []
@@ -148,6 +167,7 @@ def _result(
         error=None if complete else why,
         sandboxed=sandboxed,
         seconds=finished.seconds,
+        own_checks=_own_checks(report, why),
     )
 
 
@@ -175,7 +195,8 @@ def run_code_tests(
     as_root = os.geteuid() == 0
     interpreter = _interpreter(python)
     nonce = secrets.token_hex(16)
-    inner = [str(interpreter), "-I", "-B", "-u", "-c", _runner_source()]
+    # Not -I: it implies -E, which would drop PYTHONHASHSEED; the environment is ours alone anyway.
+    inner = [str(interpreter), "-s", "-P", "-B", "-u", "-c", _runner_source()]
     job = _job(code, statements, nonce)
     try:
         tools = find_tools(bwrap, as_root=as_root)
