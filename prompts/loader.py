@@ -158,26 +158,56 @@ class TemplateEnvironment:
         return "".join(pieces)
 
     def render_messages(
-        self, task: str, step: int, variables: Mapping[str, object], role: str | None = None
+        self,
+        task: str,
+        step: int,
+        variables: Mapping[str, object],
+        role: str | None = None,
+        demos: Sequence[Mapping[str, str]] = (),
     ) -> list[dict[str, str]]:
-        """The chat messages of one request: system, then ``initial`` at step 1 or ``refine``
-        after, unless ``role`` names the user template (``fix``, ``critique``, ``judge``).
+        """The chat messages of one request: system, the few-shot ``demos``, then ``initial`` at
+        step 1 or ``refine`` after, unless ``role`` names the user template (``fix``,
+        ``critique``, ``judge``).
 
-        ``critique`` and ``judge`` are requests of their own and get no system message. Each
-        content is stripped; a role that renders to nothing (an empty override) is left out.
+        ``demos`` are earlier chat turns (``{"role": "user"|"assistant", "content": ...}``, see
+        :meth:`render_demos`): they follow the system message of ``initial``, ``refine`` and
+        ``fix`` requests, so the stable text (system, demos, then the input inside the user
+        message) leads every step's prompt. ``critique`` and ``judge`` are requests of their
+        own and get neither. Each content is stripped; a role that renders to nothing (an empty
+        override) is left out.
         """
         if step < 1:
             raise ValueError(f"steps count from 1, got {step}")
         user_role = role or ("initial" if step == 1 else "refine")
-        parts = [("user", user_role)]
+        messages: list[dict[str, str]] = []
         if user_role in _WITH_SYSTEM:
-            parts.insert(0, ("system", "system"))
-        messages = []
-        for chat_role, role_name in parts:
-            content = self.render(f"{task}/{role_name}.j2", variables).strip()
-            if content:
-                messages.append({"role": chat_role, "content": content})
+            system = self.render(f"{task}/system.j2", variables).strip()
+            if system:
+                messages.append({"role": "system", "content": system})
+            messages.extend(dict(turn) for turn in demos)
+        content = self.render(f"{task}/{user_role}.j2", variables).strip()
+        if content:
+            messages.append({"role": "user", "content": content})
         return messages
+
+    def render_demos(
+        self, task: str, demos: Sequence[tuple[Mapping[str, object], str]]
+    ) -> list[dict[str, str]]:
+        """Few-shot demos as earlier chat turns: for each ``(variables, output)``, the task's
+        ``initial`` message rendered from the demo's variables (a step-1 request for that
+        input) as a user turn, then ``output`` as the assistant's answer.
+
+        A chat model given a demo pasted inside one user message tends to copy the demo's answer
+        instead of doing the task (seen with Qwen2.5-Coder-0.5B and Gemma 3 on summaries); as
+        turns, the demos read as what they are: earlier requests already answered.
+        """
+        turns: list[dict[str, str]] = []
+        for variables, output in demos:
+            turns.append(
+                {"role": "user", "content": self.render(f"{task}/initial.j2", variables).strip()}
+            )
+            turns.append({"role": "assistant", "content": output.strip()})
+        return turns
 
     def variables_used(self, task: str, roles: Sequence[str] = ROLES) -> set[str]:
         """The variables the task's role templates read, following include/extends/import.

@@ -21,7 +21,10 @@ the latest one (``draft``):
     ``question``, ``context``; codegen ``prompt``, ``tests``.
 ``examples`` (list[dict])
     Few-shot demonstrations: each holds the task's input fields plus ``output``. Empty unless
-    the task ships demos (summarize, qa) or the user names a JSONL file.
+    the task ships demos (summarize, qa) or the user names a JSONL file. The engine sends them
+    as earlier chat turns (the ``initial`` request for each demo's input, then its ``output``
+    as the assistant's answer), so the packaged templates never paste them; a user template
+    that reads ``examples`` places them itself, and then they are not sent as turns.
 ``drafts`` (list[str])
     The last k drafts, oldest first. Empty at step 1.
 ``draft`` (str)

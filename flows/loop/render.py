@@ -10,13 +10,15 @@ their problem lists, so prompts do not grow with T.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from flows.config.run import RunConfig
 from flows.data.records import Draft, Item
 from prompts import (
+    ROLES,
     TaskKind,
     TemplateEnvironment,
     build_environment,
@@ -30,6 +32,7 @@ __all__ = [
     "Messages",
     "StepRenderer",
     "examples_for",
+    "fill_fields",
     "input_fields",
     "step_variables",
     "template_environment",
@@ -45,12 +48,16 @@ def input_fields(item: Item, kind: TaskKind, config: RunConfig) -> dict[str, Any
     A null or empty value counts as absent for a field that has a default (an empty CSV cell
     must not turn "into French" into "into ").
     """
+    return fill_fields(item.fields, kind, config)
+
+
+def fill_fields(raw: Mapping[str, Any], kind: TaskKind, config: RunConfig) -> dict[str, Any]:
+    """``raw`` (a row's or a demo's fields) with the task's defaults filled in: see
+    :func:`input_fields`."""
     defaults: dict[str, Any] = dict(kind.optional)
     defaults.update({name: getattr(config, key) for name, key in kind.config_defaults.items()})
     fields = dict(defaults)
-    fields.update(
-        {k: v for k, v in item.fields.items() if k not in defaults or v not in (None, "")}
-    )
+    fields.update({k: v for k, v in raw.items() if k not in defaults or v not in (None, "")})
     return fields
 
 
@@ -83,7 +90,9 @@ class StepRenderer:
     """Renders a run's requests: built once per run from its config (task defaults applied).
 
     ``kind`` is the task kind, ``env`` the template environment (user folders first, then the
-    packaged templates), ``examples`` the few-shot demos every step shows.
+    packaged templates), ``examples`` the few-shot demos every step shows: as earlier
+    user/assistant turns after the system message (:attr:`demo_turns`), unless the task's
+    templates read ``examples`` and place them themselves.
     """
 
     config: RunConfig
@@ -121,7 +130,32 @@ class StepRenderer:
             TemplateError: a template is missing, breaks the sandbox or renders past the cap.
         """
         variables = step_variables(self.config, fields, drafts, self.examples, step)
-        return self.env.render_messages(self.kind.name, step, variables, role=role)
+        return self.env.render_messages(
+            self.kind.name, step, variables, role=role, demos=self.demo_turns
+        )
+
+    @cached_property
+    def demo_turns(self) -> Messages:
+        """The few-shot demos as chat turns, rendered once per run: for each demo, the
+        ``initial`` request for its input as a user turn and its ``output`` as the assistant's.
+
+        None when the task's templates read ``examples`` (a user template that pastes the demos
+        itself keeps doing so, and they are not sent twice).
+
+        Raises:
+            TemplateError: the ``initial`` template fails on a demo's fields.
+        """
+        if not self.examples or "examples" in self.env.variables_used(
+            self.kind.name, (*ROLES, "fix")
+        ):
+            return []
+        demos = []
+        for example in self.examples:
+            raw = {k: v for k, v in example.items() if k != "output"}
+            fields = fill_fields(raw, self.kind, self.config)
+            variables = step_variables(self.config, fields, [], [], 1)
+            demos.append((variables, str(example["output"])))
+        return self.env.render_demos(self.kind.name, demos)
 
     def placeholder(self, item: Item, step: int, role: str | None = None) -> Messages:
         """The messages ``step`` would send for ``item``, earlier drafts shown as placeholders.

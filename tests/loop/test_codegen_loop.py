@@ -126,7 +126,7 @@ def test_cli_unknown_names_exit_2_listing_the_valid_ones(
     env = cli_env(prefect_server, tmp_path)
     cases = {
         "--validator": ("nope_v", "known validators: json, json_schema, keywords, length"),
-        "--reward": ("nope_r", "known rewards: bleu, chrf, exact_match, judge, loglik"),
+        "--reward": ("nope_r", "known rewards: bleu, chrf, exact_match, hidden_test_pass_rate"),
         "--postprocess": ("nope_c", "known cleaners: drop_lines, extract_code_block"),
     }
     for flag, (name, known) in cases.items():

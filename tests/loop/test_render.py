@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flows.config.run import RunConfig
 from flows.data.records import Draft, Item
 from flows.loop.defaults import with_task_defaults
+from flows.loop.plan import SANDBOXED
 from flows.loop.render import StepRenderer
 from postprocess import default_cleaners, default_rewards, default_validators
 from prompts import TASK_KINDS
@@ -75,7 +78,7 @@ def test_every_default_in_the_task_table_names_a_registered_part(name: str) -> N
     cleaners, validators, rewards = default_cleaners(), default_validators(), default_rewards()
     for spec in kind.default_cleaners(500):
         assert spec.split(":", 1)[0] in cleaners, spec
-    run_only = {"tests_pass", "test_pass_rate"}  # registered per run, over its sandbox
+    run_only = SANDBOXED  # registered per run, over its sandbox
     for spec in kind.default_validators(has_tests=True):
         assert spec in validators or spec in run_only, spec
     for spec in kind.default_rewards(has_tests=True, has_references=True):
@@ -99,3 +102,38 @@ def test_local_stop_sequences_follow_the_kind_of_output() -> None:
     local = RunConfig().local_model
     assert local.stop_for(TASK_KINDS["codegen"].output) == local.stop_code
     assert local.stop_for(TASK_KINDS["summarize"].output) == local.stop
+
+
+@pytest.mark.parametrize("task", ["summarize", "qa"])
+def test_demos_are_earlier_turns_of_every_step_that_has_a_system_prompt(task: str) -> None:
+    renderer = StepRenderer.for_config(with_task_defaults(RunConfig(task=task, steps=3), []))
+    demos = renderer.examples
+    assert demos
+    fields = {"summarize": {"text": "The ferry stops on Sundays."}, "qa": {"question": "Why?"}}
+    item = Item(id="a", line=1, fields=fields[task])
+    drafts = [Draft(step=1, text="first"), Draft(step=2, text="second", problems=["too long"])]
+    prefixes = []
+    for step, role, given in [(1, None, []), (2, None, drafts[:1]), (3, "fix", drafts)]:
+        messages = renderer.messages(renderer.fields(item), given, step, role)
+        roles = [m["role"] for m in messages]
+        assert roles == ["system"] + ["user", "assistant"] * len(demos) + ["user"], (step, role)
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert answers == [str(d["output"]).strip() for d in demos]
+        assert all(str(d["output"]) not in messages[-1]["content"] for d in demos)
+        prefixes.append(messages[:-1])
+    # the stable prefix: every step starts with the same system prompt and demos
+    assert prefixes[0] == prefixes[1] == prefixes[2]
+    critique = renderer.messages(renderer.fields(item), drafts[:1], 2, "critique")
+    assert [m["role"] for m in critique] == ["user"]
+
+
+def test_a_user_template_that_pastes_examples_gets_no_demo_turns(tmp_path: Path) -> None:
+    (tmp_path / "summarize").mkdir()
+    (tmp_path / "summarize" / "initial.j2").write_text(
+        "{% for ex in examples %}EX: {{ ex.output }}\n{% endfor %}Summarize: {{ text }}"
+    )
+    config = with_task_defaults(RunConfig(task="summarize", template_dirs=[tmp_path]), [])
+    renderer = StepRenderer.for_config(config)
+    messages = renderer.messages({"text": "t"}, [], 1)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[-1]["content"].count("EX: ") == len(renderer.examples)

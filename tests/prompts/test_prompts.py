@@ -100,19 +100,31 @@ def test_model_output_is_data_never_a_template() -> None:
 
 
 @pytest.mark.parametrize("task", ["summarize", "qa"])
-def test_packaged_demos_render_before_the_real_input(task: str) -> None:
+def test_packaged_demos_are_earlier_turns_not_pasted_into_the_request(task: str) -> None:
     path = packaged_examples(task)
     assert path is not None
     demos = load_examples(path, required=get_task_kind(task).required)
     assert 2 <= len(demos) <= 3
     env = build_environment()
-    with_demos = env.render(f"{task}/initial.j2", variables(task, 1, examples=demos))
-    without = env.render(f"{task}/initial.j2", variables(task, 1))
+    turns = env.render_demos(
+        task,
+        [
+            (variables(task, 1, **{k: v for k, v in d.items() if k != "output"}), str(d["output"]))
+            for d in demos
+        ],
+    )
+    assert [t["role"] for t in turns] == ["user", "assistant"] * len(demos)
+    messages = env.render_messages(task, 1, variables(task, 1, examples=demos), demos=turns)
+    assert [m["role"] for m in messages] == ["system", *(t["role"] for t in turns), "user"]
+    request = messages[-1]["content"]
     first_field = str(ROWS[task][get_task_kind(task).fields[0]])
-    for demo in demos:
-        assert str(demo["output"]) in with_demos
-        assert with_demos.index(str(demo["output"])) < with_demos.index(first_field)
-        assert str(demo["output"]) not in without
+    assert first_field in request
+    for demo, answer in zip(demos, turns[1::2], strict=True):
+        assert answer["content"] == str(demo["output"]).strip()
+        assert str(demo["output"]) not in request  # a pasted demo answer gets copied
+    # critique and judge are requests of their own: no system, no demos
+    critique = env.render_messages(task, 2, variables(task, 2, drafts=["d"]), "critique", turns)
+    assert [m["role"] for m in critique] == ["user"]
 
 
 def test_only_summarize_and_qa_ship_demos() -> None:
