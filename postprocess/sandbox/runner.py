@@ -111,7 +111,8 @@ class _Notes:
         elif spec.keys and spec.keys[0] in values:
             negation = "not " if spec.kind == "not" else ""
             head = f"assert {negation}{_short(values[spec.keys[0]])}"
-        calls = [f"{text} returned {_short(values[k])}" for k, text in spec.calls if k in values]
+        shown = [(text, _short(values[k])) for k, text in spec.calls if k in values]
+        calls = [f"{text} returned {value}" for text, value in shown if value != text]
         return head + (", where " + ", ".join(calls[:_SHOWN_CALLS]) if calls else "")
 
 
