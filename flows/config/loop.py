@@ -66,6 +66,14 @@ class StopConfig(_Strict):
     stop_when_valid: bool | None = Field(
         default=None, description="stop once a draft passes every validator; None = task default"
     )
+    repeat_temperature: float | None = Field(
+        default=0.7,
+        ge=0,
+        le=2,
+        description="a fix step whose answer repeats a draft already found wrong asks once "
+        "more at this temperature; None = no second sample. A repeat still left ends the item "
+        "with stop_reason 'stuck'",
+    )
     max_tokens_per_item: int | None = Field(default=None, gt=0)
     max_tokens_per_run: int | None = Field(default=None, gt=0)
 

@@ -25,6 +25,7 @@ StopReason = Literal[
     "reward_threshold",
     "plateau",
     "critic_satisfied",
+    "stuck",
     "token_budget",
     "error",
 ]
@@ -80,9 +81,11 @@ class CachedAnswer(BaseModel):
 
 
 class SideRequest(BaseModel):
-    """An extra request about a draft (a critique, or a judge's score) and what it cost."""
+    """An extra request about a draft and what it cost: a critique, a judge's score, or a
+    ``repeat``: a fix answer that repeated a draft already found wrong, set aside for one more
+    sample at a higher temperature (its text is the repeated answer)."""
 
-    role: Literal["critique", "judge"]
+    role: Literal["critique", "judge", "repeat"]
     text: str
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0

@@ -52,22 +52,36 @@ class ModelCalls:
         self.tokens = 0
 
     async def complete(
-        self, messages: list[dict[str, str]], step: int, role: str = "step"
+        self,
+        messages: list[dict[str, str]],
+        step: int,
+        role: str = "step",
+        *,
+        sample: int = 0,
+        temperature: float | None = None,
     ) -> tuple[Completion, bool]:
         """The answer to ``messages`` and whether it came from the cache.
 
         ``role`` tells a step's request from a critique or judge request of the same step in
         the cache key; logprobs are asked for (and keyed) only for steps of a run that needs
-        them.
+        them. ``sample`` > 0 asks again for another answer to the same messages, at
+        ``temperature`` when given and with the seed moved by ``sample`` (when the run sets
+        one): its index is part of the cache key, so samples are never confused and a re-run
+        gets each one back from the cache.
         """
         logprobs = self.logprobs and role == "step"
+        sampling = self.endpoint.sampling()
+        if temperature is not None:
+            sampling["temperature"] = temperature
+        if sample and self.endpoint.seed is not None:
+            sampling["seed"] = self.endpoint.seed + sample
         request: dict[str, Any] = {
             "model": self.endpoint.model,
             "messages": messages,
-            "sampling": self.endpoint.sampling(),
+            "sampling": sampling,
             "extra_body": self.endpoint.extra_body,
             "step": step,
-            "sample": 0,
+            "sample": sample,
         }
         if role != "step":
             request["role"] = role
@@ -86,7 +100,7 @@ class ModelCalls:
                 token_logprobs=tuple(hit.token_logprobs) if hit.token_logprobs else None,
             )
             return completion, True
-        completion = await self.client.complete(messages, logprobs=logprobs)
+        completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
         self.tokens += completion.usage.tokens
         if self.cache is not None:
             answer = CachedAnswer(

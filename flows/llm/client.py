@@ -156,11 +156,19 @@ class ChatClient:
             timeout=openai.Timeout(retry.call_deadline_s, connect=retry.connect_timeout_s),
         )
 
-    async def complete(self, messages: list[Message], *, logprobs: bool = False) -> Completion:
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        logprobs: bool = False,
+        sampling: dict[str, Any] | None = None,
+    ) -> Completion:
         """One chat completion under the retry policy; raises EndpointError when it gives up.
 
         ``logprobs`` asks the endpoint for each answer token's log-probability (the ``loglik``
         reward needs them; some servers answer much slower with them, so only then).
+        ``sampling`` replaces the endpoint's sampling fields (temperature, seed, ...) for this
+        request: a second sample of the same messages.
         """
         if self._fatal is not None:
             raise self._fatal
@@ -169,7 +177,7 @@ class ChatClient:
             async for attempt in build_retrying(self.retry, sleep=self._sleep):
                 with attempt:
                     attempts += 1
-                    response, on_wire = await self._attempt(messages, logprobs)
+                    response, on_wire = await self._attempt(messages, logprobs, sampling)
         except openai.APIStatusError as exc:
             raise self._status_error(exc, attempts) from None
         except openai.APIConnectionError as exc:
@@ -194,7 +202,9 @@ class ChatClient:
             ) from None
         return self._completion(response, on_wire, attempts)
 
-    async def _attempt(self, messages: list[Message], logprobs: bool) -> tuple[Any, float]:
+    async def _attempt(
+        self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None
+    ) -> tuple[Any, float]:
         """One HTTP request and its time on the wire (time queued for a slot not counted)."""
         async with self._limiter:
             if self._fatal is not None:  # refused while this call waited for a slot
@@ -211,7 +221,7 @@ class ChatClient:
                     started = time.perf_counter()
                     raw = await self._sdk.post(
                         "/chat/completions",
-                        body=self._body(messages, logprobs),
+                        body=self._body(messages, logprobs, sampling),
                         cast_to=httpx2.Response,
                     )
                     return orjson.loads(raw.content), time.perf_counter() - started
@@ -230,8 +240,11 @@ class ChatClient:
             return nullcontext()
         return _prefect_slot(self.endpoint.global_limit, self.retry.max_elapsed_s)
 
-    def _body(self, messages: list[Message], logprobs: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {**self.endpoint.extra_body, **self.endpoint.sampling()}
+    def _body(
+        self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        fields = self.endpoint.sampling() if sampling is None else sampling
+        body: dict[str, Any] = {**self.endpoint.extra_body, **fields}
         body.update(model=self.endpoint.model, messages=messages)
         if logprobs:
             body["logprobs"] = True

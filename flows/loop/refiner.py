@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.config.run import RunConfig
-from flows.data.records import Draft, Item, StopReason, Trajectory
+from flows.data.records import Draft, Item, SideRequest, StopReason, Trajectory
 from flows.llm.calls import ModelCalls, side_request
 from flows.llm.client import Completion
 from flows.loop.checks import Assessor
 from flows.loop.plan import Judge, LoopPlan
 from flows.loop.render import StepRenderer
 from flows.loop.select import select_draft, total_reward
-from flows.loop.stopping import StopOnTokenBudget, StopState, stop_rules
+from flows.loop.stopping import (
+    StopOnTokenBudget,
+    StopState,
+    repeats_a_wrong_draft,
+    stop_rules,
+)
 from postprocess.filters import DraftRejected
 from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
 from refine.errors import ConfigError, FatalEndpointError, RefineError
@@ -155,11 +160,17 @@ class Refiner:
         """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
         messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
         completion, cached = await self.calls.complete(messages, step)
-        rejected: str | None = None
-        try:
-            text = self._clean(completion.content)
-        except DraftRejected as exc:
-            text, rejected = exc.text, exc.reason
+        text, rejected = self._cleaned(completion.content)
+        repeats: list[SideRequest] = []
+        temperature = self.config.stop.repeat_temperature
+        if fix and temperature is not None and repeats_a_wrong_draft(run.drafts, text):
+            # At temperature 0 a small model copies the program it is shown: 19 of 25 HumanEval
+            # fix steps returned it unchanged (issue 14). Ask once more, sampling.
+            repeats.append(side_request("repeat", completion, cached))
+            completion, cached = await self.calls.complete(
+                messages, step, sample=1, temperature=temperature
+            )
+            text, rejected = self._cleaned(completion.content)
         draft = Draft(
             step=step,
             kind="fix" if fix else "draft",
@@ -170,6 +181,7 @@ class Refiner:
             cached=cached,
             attempts=completion.attempts,
             problems=draft_problems(completion, text) + ([rejected] if rejected else []),
+            side_requests=repeats,
         )
         run.drafts.append(draft)
         try:
@@ -221,6 +233,13 @@ class Refiner:
         completion, cached = await self.calls.complete(messages, draft.step, role=role)
         draft.side_requests.append(side_request(role, completion, cached))
         return completion
+
+    def _cleaned(self, content: str) -> tuple[str, str | None]:
+        """The cleaned text, and the reason a filter rejected it (None: kept)."""
+        try:
+            return self._clean(content), None
+        except DraftRejected as exc:
+            return exc.text, exc.reason
 
     def _clean(self, content: str) -> str:
         try:

@@ -10,8 +10,10 @@ After each step the configured rules (:func:`stop_rules`) are tried in this orde
 that holds is the item's ``stop_reason``: ``valid`` (the draft passes every validator, with
 ``stop_when_valid``), ``reward_threshold`` (a usable draft's primary reward reaches the
 threshold), ``converged`` (the same usable text as the step before, with
-``stop_when_unchanged``), ``plateau`` (the primary reward has not improved for ``plateau_steps``
-steps), ``token_budget`` (the item's or the run's tokens are spent) and ``max_steps``.
+``stop_when_unchanged``), ``stuck`` (a fix step's answer repeats a draft already found wrong,
+even after the one second sample at ``repeat_temperature``), ``plateau`` (the primary reward has
+not improved for ``plateau_steps`` steps), ``token_budget`` (the item's or the run's tokens are
+spent) and ``max_steps``.
 ``critic_satisfied`` is decided by the engine after the critique, which only runs when none of
 these held.
 """
@@ -34,9 +36,11 @@ __all__ = [
     "StopOnTokenBudget",
     "StopRule",
     "StopState",
+    "StopWhenStuck",
     "StopWhenUnchanged",
     "StopWhenValid",
     "item_tokens",
+    "repeats_a_wrong_draft",
     "stop_reason",
     "stop_rules",
 ]
@@ -149,6 +153,25 @@ class StopWhenUnchanged(StopRule):
         return "converged" if previous.text == draft.text else None
 
 
+def repeats_a_wrong_draft(earlier: Sequence[Draft], text: str) -> bool:
+    """Whether ``text`` is the text of an earlier draft that had problems: a fix that changed
+    nothing (or went back to an earlier wrong answer) and cannot pass where it failed before."""
+    return any(draft.problems and draft.text == text for draft in earlier)
+
+
+@dataclass(frozen=True, slots=True)
+class StopWhenStuck(StopRule):
+    """``stuck``: the latest draft, a fix, repeats a draft already found wrong (issue 14: at
+    temperature 0 a small model returned the identical program in 19 of 25 fix steps, and every
+    further step repeated it). Going on would pay for the same answer again."""
+
+    def __call__(self, state: StopState) -> StopReason | None:
+        draft = state.draft
+        if draft.kind != "fix":
+            return None
+        return "stuck" if repeats_a_wrong_draft(state.drafts[:-1], draft.text) else None
+
+
 @dataclass(frozen=True, slots=True)
 class StopOnPlateau(StopRule):
     """``plateau``: the last ``steps`` scored drafts brought no improvement over the best one
@@ -209,6 +232,7 @@ def stop_rules(stop: StopConfig) -> StopAny:
         rules.append(StopAtRewardThreshold(stop.reward_threshold))
     if stop.stop_when_unchanged:
         rules.append(StopWhenUnchanged())
+    rules.append(StopWhenStuck())
     if stop.plateau_steps is not None:
         rules.append(StopOnPlateau(stop.plateau_steps))
     if stop.max_tokens_per_item is not None or stop.max_tokens_per_run is not None:

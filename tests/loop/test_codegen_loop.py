@@ -136,3 +136,39 @@ def test_cli_unknown_names_exit_2_listing_the_valid_ones(
         assert f"unknown {flag.strip('-').replace('postprocess', 'cleaner')} '{name}'" in message
         assert known in message
     assert fake_server.chat_requests() == []
+
+
+@pytest.mark.usefixtures("prefect_api")
+async def test_a_fix_that_repeats_the_wrong_program_is_sampled_again_then_stops_stuck(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Issue 14: at temperature 0 a small model returns the program it is shown. A repeated
+    wrong answer is never taken as a new step: one more sample at ``repeat_temperature``, and
+    an item still repeating stops ``stuck`` instead of paying for the same answer again."""
+    rows = [
+        {"id": "rescued", "prompt": "Write add(a, b) returning the sum.", "tests": TESTS},
+        {"id": "stuck", "prompt": "Write add(a, b) giving the total.", "tests": TESTS},
+    ]
+    data = write_rows(tmp_path / "data.jsonl", rows)
+    # step 1 and its fix return the same wrong program; the second sample of the fix differs
+    fake_server.script([Reply(content=FAILING)] * 2 + [Reply(content=PASSING)], match="the sum")
+    fake_server.script([Reply(content=FAILING)] * 3, match="giving the total")
+    out = tmp_path / "out.jsonl"
+    config = make_config(
+        fake_server, tmp_path, task="codegen", steps=4, endpoint={"temperature": 0.0}
+    )
+    await refine_batch(data, out, config)
+
+    records = {r["id"]: r for r in read_records(out)}
+    rescued, stuck = records["rescued"], records["stuck"]
+    bodies = [e.body for e in fake_server.chat_requests()]
+    for marker in ("the sum", "giving the total"):
+        asked = [b for b in bodies if marker in json.dumps(b)]
+        assert [b.get("temperature") for b in asked] == [0.0, 0.0, 0.7], marker
+    assert stuck["stop_reason"] == "stuck" and stuck["status"] == "failed"
+    assert len(stuck["drafts"]) == 2  # steps 3 and 4 were never asked for
+    fix = stuck["drafts"][1]
+    assert fix["kind"] == "fix" and [s["role"] for s in fix["side_requests"]] == ["repeat"]
+    assert fix["side_requests"][0]["usage"]["completion_tokens"] > 0  # the repeat's cost counts
+    assert rescued["status"] == "ok" and rescued["stop_reason"] == "valid"
+    assert [d["kind"] for d in rescued["drafts"]] == ["draft", "fix"]

@@ -17,6 +17,7 @@ from flows.loop.stopping import (
     StopOnPlateau,
     StopOnTokenBudget,
     StopState,
+    StopWhenStuck,
     StopWhenUnchanged,
     StopWhenValid,
     item_tokens,
@@ -136,13 +137,16 @@ def test_stop_rules_follow_the_documented_order() -> None:
             StopWhenValid(),
             StopAtRewardThreshold(0.9),
             StopWhenUnchanged(),
+            StopWhenStuck(),
             StopOnPlateau(2),
             StopOnTokenBudget(100, 1000),
             StopAtMaxSteps(),
         )
     )
     quiet = StopConfig(stop_when_unchanged=False, max_tokens_per_run=10)
-    assert stop_rules(quiet) == StopAny((StopOnTokenBudget(None, 10), StopAtMaxSteps()))
+    assert stop_rules(quiet) == StopAny(
+        (StopWhenStuck(), StopOnTokenBudget(None, 10), StopAtMaxSteps())
+    )
 
 
 BOTH: dict[str, Any] = {"max_tokens_per_item": 10, "max_tokens_per_run": 100}
@@ -247,3 +251,15 @@ def test_reading_the_rules_loads_no_http_client() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_stuck_is_a_fix_that_repeats_any_draft_already_found_wrong() -> None:
+    wrong = Draft(step=1, text="A", problems=["1 of 2 tests pass"])
+    other = Draft(step=2, kind="fix", text="B", problems=["0 of 2 tests pass"])
+    back_to_a = Draft(step=3, kind="fix", text="A", problems=["1 of 2 tests pass"])
+    fresh = Draft(step=3, kind="fix", text="C", problems=["1 of 2 tests pass"])
+    plain = Draft(step=2, text="A", problems=["1 of 2 tests pass"])  # a refine step, not a fix
+    state = {"max_steps": 5, "primary": None, "validated": True, "run_tokens": 0}
+    assert StopWhenStuck()(StopState([wrong, other, back_to_a], **state)) == "stuck"
+    assert StopWhenStuck()(StopState([wrong, other, fresh], **state)) is None
+    assert StopWhenStuck()(StopState([wrong, plain], **state)) is None
