@@ -49,6 +49,21 @@ _SIGN_OFF = re.compile(
     re.IGNORECASE,
 )
 _MAX_SIGN_OFF_LINES = 3
+# A lead-in on the answer's own line, in the languages refine translates into most, followed by
+# the whole answer in quotes: 'Voici la traduction française : "Le chat dort."'. Only taken off
+# when the rest of the text is one quoted span, so an answer that merely contains a colon stays.
+_INLINE_LEAD_WORDS = (
+    r"here(?:'s|’s|\s+is|\s+are)|below\s+is|voici|voilà|hier\s+ist|aquí\s+(?:está|tienes)|ecco"
+    r"|eis|the\s+\w+\s+(?:translation|summary|answer)|(?:la\s+|une\s+)?(?:traduction|réponse"
+    r"|résumé)|(?:die\s+)?(?:übersetzung|zusammenfassung|antwort)|(?:la\s+)?(?:traducción"
+    r"|respuesta|traduzione|risposta|tradução)|translation|summary|answer"
+)
+_INLINE_LEAD_IN = re.compile(
+    rf"\s*(?:{_INTERJECTION}[!,.]*\s+)?(?:\*\*)?(?:{_INLINE_LEAD_WORDS})[^\n:\"“«„]{{0,60}}"
+    r"(?:\*\*)?\s?:(?:\*\*)?\s*(?P<body>.+?)\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+_QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "'": "'"}
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|\Z)")
@@ -69,9 +84,15 @@ def strip_chatter(text: str) -> str:
     the end: up to three lines that start like a sign-off ("Let me know if ...", "I hope this
     helps!", "Feel free to ...", "Is there anything else ...", "Would you like me to ...",
     "If you need any ..."). Chatter on the same line as content is left alone, and an answer that
-    is all chatter becomes empty. Only use it where such lines cannot belong to the answer: an
+    is all chatter becomes empty, with one exception: a lead-in followed by the whole answer in
+    quotes, in English, French, German, Spanish, Italian or Portuguese (``Voici la traduction
+    française : "Le chat dort."``, ``Here is the summary: "..."``) keeps only the quoted text.
+    Only use it where such lines cannot belong to the answer: an
     email may well end with "Let me know if ...".
     """
+    inline = _INLINE_LEAD_IN.fullmatch(text)
+    if inline is not None and (unquoted := _unquote(inline["body"])) is not None:
+        return unquoted
     lines = text.split("\n")
     filled = [i for i, line in enumerate(lines) if line.strip()]
     if not filled:
@@ -97,6 +118,19 @@ def strip_chatter(text: str) -> str:
     if end < len(lines):  # and those between the answer and the sign-off
         end = kept[-1] + 1 if kept else start
     return "\n".join(lines[start:end])
+
+
+def _unquote(body: str) -> str | None:
+    """``body`` without the quotes around all of it, None unless it is one quoted span."""
+    closing = _QUOTE_PAIRS.get(body[:1])
+    if closing is None or len(body) < 3 or not body.endswith(closing):
+        return None
+    inner = body[1:-1].strip()
+    opening = body[0]
+    # "a" and "b" is two quoted spans, not one: the inner text must not hold the quotes again
+    if closing in inner or (opening != closing and opening in inner):
+        return None
+    return inner or None
 
 
 def strip_think(text: str) -> str:

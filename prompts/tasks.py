@@ -110,23 +110,30 @@ class TaskKind:
         ]
 
 
+_PROSE = ("strip_code_fences", "strip_chatter", "strip")
+"""The cleaners of answers that are only ever prose: a chat model's lead-in ("Voici la
+traduction française : ...") and sign-off go. Not for ``generic``, whose answers may be emails
+that rightly end "Let me know if ..."."""
+
 TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
     {
         kind.name: kind
         for kind in (
             TaskKind("generic", ("input",)),
-            TaskKind("summarize", ("text",), reference_rewards=("rouge_l",)),
+            TaskKind("summarize", ("text",), cleaners=_PROSE, reference_rewards=("rouge_l",)),
             TaskKind(
                 "translate",
                 ("text", "source_lang", "target_lang"),
                 {"source_lang": None, "target_lang": None},
                 config_defaults={"source_lang": "source_lang", "target_lang": "target_lang"},
+                cleaners=_PROSE,
                 reference_rewards=("chrf",),
             ),
             TaskKind(
                 "qa",
                 ("question", "context"),
                 {"context": None},
+                cleaners=_PROSE,
                 reference_rewards=("token_f1", "exact_match"),
             ),
             TaskKind(

@@ -86,6 +86,27 @@ def test_strip_chatter(answer: str, cleaned: str) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "cleaned"),
+    [  # issue 14: a lead-in and the whole answer quoted, on one line or two, in any language
+        ('Voici la traduction française : "Le chat dort."', "Le chat dort."),
+        ("Voici la traduction française :\n« Le chat dort. »", "Le chat dort."),
+        ('Here is the translation: "The cat sleeps."', "The cat sleeps."),
+        ('Sure! Here\'s the summary: "Rain fell."', "Rain fell."),
+        ("Hier ist die Übersetzung: „Die Katze schläft.“", "Die Katze schläft."),
+        ('La traducción: "El gato duerme."', "El gato duerme."),
+        ('**Translation:** "Le chat dort."', "Le chat dort."),
+        # left alone: not one quoted span, or no lead-in
+        ('Voici : "un" et "deux".', 'Voici : "un" et "deux".'),
+        ('Il a dit : "Bonjour."', 'Il a dit : "Bonjour."'),
+        ("Note: the cat sleeps.", "Note: the cat sleeps."),
+        ('"Le chat dort."', '"Le chat dort."'),
+    ],
+)
+def test_strip_chatter_takes_a_quoted_answer_out_of_its_lead_in(answer: str, cleaned: str) -> None:
+    assert strip_chatter(answer) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("answer", "cleaned"),
     [
         ("<think>\nThe user wants a title.\n</think>\n\nA Quiet Harbour", "A Quiet Harbour"),
         ("<think>first</think>One <think>second</think>two", "One two"),

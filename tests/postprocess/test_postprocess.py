@@ -208,8 +208,14 @@ def test_registry_names_must_be_identifiers() -> None:
 def test_default_chains() -> None:
     """Each task kind's default chain (the task table in prompts.tasks) built and applied."""
     prose_kind, code_kind = TASK_KINDS["summarize"], TASK_KINDS["codegen"]
-    assert prose_kind.default_cleaners(None) == ["strip_code_fences", "strip"]
-    assert prose_kind.default_cleaners(500) == ["strip_code_fences", "strip", "truncate_chars:500"]
+    chatter = ["strip_code_fences", "strip_chatter", "strip"]
+    assert prose_kind.default_cleaners(None) == chatter
+    assert prose_kind.default_cleaners(500) == [*chatter, "truncate_chars:500"]
+    for name in ("translate", "qa"):
+        assert TASK_KINDS[name].default_cleaners(None) == chatter
+    assert TASK_KINDS["generic"].default_cleaners(None) == ["strip_code_fences", "strip"]
+    translate = build_chain(TASK_KINDS["translate"].default_cleaners(None))
+    assert translate('Voici la traduction française : "Le chat dort."') == "Le chat dort."
     assert code_kind.default_cleaners(500) == ["extract_code_block", "strip"]
     with pytest.raises(ConfigError, match="max_chars"):
         prose_kind.default_cleaners(0)
