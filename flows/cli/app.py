@@ -19,7 +19,7 @@ from rich.table import Table
 from flows.cli.eval import eval_command
 from flows.cli.export import export_command
 from flows.cli.guard import run_guarded
-from flows.cli.model import serve_model
+from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
 from flows.cli.ops import register_ops
 from flows.cli.templates import templates_app
 from flows.config.run import build_run_config
@@ -39,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(templates_app, name="templates")
 app.command("serve-model")(serve_model)
+app.command("models")(list_models)
 app.command("export")(export_command)
 app.command("eval")(eval_command)
 register_ops(app)  # server, serve, deploy
@@ -56,6 +57,7 @@ def run(
     steps: Annotated[int | None, typer.Option(help="Refinement steps T.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    local_model: Annotated[str | None, typer.Option(help=LOCAL_MODEL_HELP)] = None,
     template_dir: Annotated[
         list[Path] | None, typer.Option(help="Template folder searched first (repeatable).")
     ] = None,
@@ -143,6 +145,7 @@ def run(
             "temperature": temperature,
             "seed": seed,
         },
+        "local_model": {"model": local_model},
     }
     if task_runner != "default":
         failed = run_guarded(

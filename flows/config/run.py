@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.config.endpoint import EndpointConfig, RetryConfig
-from flows.config.local import LocalModelConfig
+from flows.config.local import LocalModelConfig, is_model_path
 from flows.config.loop import LoopFields, Spec
 from refine.errors import ConfigError
 
@@ -147,8 +147,12 @@ def _resolve_file_paths(values: dict[str, Any], folder: Path) -> None:
     if isinstance(values.get("template_dirs"), list):
         values["template_dirs"] = [resolve(value) for value in values["template_dirs"]]
     local = values.get("local_model")
-    if isinstance(local, dict) and "model_path" in local:
-        local["model_path"] = resolve(local["model_path"])
+    if isinstance(local, dict):
+        if "model_path" in local and "model" not in local:  # the older name: always a path
+            local["model"] = resolve(local.pop("model_path"))
+        model = local.get("model")
+        if isinstance(model, str) and is_model_path(model):  # a file, not a catalogue name
+            local["model"] = resolve(model)
 
 
 def _sets(layer: dict[str, Any], loc: tuple[int | str, ...]) -> bool:

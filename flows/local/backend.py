@@ -60,7 +60,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--alias", required=True, help="model name clients ask for")
     parser.add_argument("--ctx-size", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--chat-format", required=True)
+    parser.add_argument(
+        "--chat-format", default=None, help="default: the chat template inside the GGUF"
+    )
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--repack", action="store_true", help="allow repacked (AMX) weights")
     return parser.parse_args(argv)

