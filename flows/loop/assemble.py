@@ -21,6 +21,10 @@ from flows.loop.render import StepRenderer
 __all__ = ["open_refiner"]
 
 
+EMPTY_ANSWERS_TO_STOP = 5
+"""A run stops when this many first answers (or all, for fewer items) are all empty."""
+
+
 @asynccontextmanager
 async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Refiner]:
     """A Refiner with its client, cache, cleaners, checks and few-shot demos; closes the client
@@ -44,6 +48,8 @@ async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Re
     calls = ModelCalls(client, cache, config.endpoint, logprobs=plan.needs_logprobs)
     try:
         clean = cleaner_chain(config, renderer.kind)
-        yield Refiner(config, renderer, calls, clean, plan)
+        # the first few answers all empty: a broken chat template, not bad luck (issue 14)
+        empty_limit = min(EMPTY_ANSWERS_TO_STOP, len(items))
+        yield Refiner(config, renderer, calls, clean, plan, empty_limit)
     finally:
         await client.aclose()

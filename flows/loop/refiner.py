@@ -97,6 +97,40 @@ def draft_problems(completion: Completion, text: str) -> list[str]:
     return problems
 
 
+@dataclass
+class EmptyAnswerGuard:
+    """Stops a run whose model answers nothing at all, before it ships a failure per item.
+
+    A chat model behind the wrong chat template or a stop sequence that is its first token
+    (the local defaults did that to every instruct model: issue 14) returns an empty answer for
+    every request. When the first ``limit`` step-1 answers of a run are all empty, the run stops
+    with one :class:`~refine.errors.ConfigError` naming the likely causes; one answer with text
+    turns the guard off for the rest of the run.
+    """
+
+    limit: int
+    empty: int = 0
+    answered: bool = False
+
+    def observe(self, content: str, model: str | None) -> None:
+        """Count one step-1 answer. Raises ConfigError at the ``limit``-th empty one in a row."""
+        if self.answered or self.limit < 1:
+            return
+        if content.strip():
+            self.answered = True
+            return
+        self.empty += 1
+        if self.empty >= self.limit:
+            raise ConfigError(
+                f"the model{f' {model!r}' if model else ''} returned an empty answer for each of "
+                f"the first {self.empty} items, so the run stopped instead of failing every item: "
+                "its chat template or stop sequences are probably wrong (a stop sequence that is "
+                "the first token it writes ends every answer at once). Check the endpoint's "
+                "`stop` and the local model's `chat_format`/`stop` ([local_model]), and look at "
+                "what is sent with `refine templates render`"
+            )
+
+
 class Refiner:
     """Runs steps of the algorithm for items, sharing one client, cache and template set."""
 
@@ -107,7 +141,9 @@ class Refiner:
         calls: ModelCalls,
         clean: Callable[[str], str],
         plan: LoopPlan,
+        empty_answer_limit: int = 0,
     ) -> None:
+        """``empty_answer_limit``: see :class:`EmptyAnswerGuard` (0: no guard)."""
         self.config = config
         self.renderer = renderer
         self.calls = calls
@@ -118,6 +154,7 @@ class Refiner:
             config.stop.max_tokens_per_item, config.stop.max_tokens_per_run
         )
         self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
+        self.empty_guard = EmptyAnswerGuard(empty_answer_limit)
 
     def start(self, item: Item) -> ItemRun:
         """A fresh run for ``item``."""
@@ -160,6 +197,8 @@ class Refiner:
         """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
         messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
         completion, cached = await self.calls.complete(messages, step)
+        if step == 1:
+            self.empty_guard.observe(completion.content, self.config.endpoint.model)
         text, rejected = self._cleaned(completion.content)
         repeats: list[SideRequest] = []
         temperature = self.config.stop.repeat_temperature

@@ -155,8 +155,9 @@ class StopWhenUnchanged(StopRule):
 
 def repeats_a_wrong_draft(earlier: Sequence[Draft], text: str) -> bool:
     """Whether ``text`` is the text of an earlier draft that had problems: a fix that changed
-    nothing (or went back to an earlier wrong answer) and cannot pass where it failed before."""
-    return any(draft.problems and draft.text == text for draft in earlier)
+    nothing (or went back to an earlier wrong answer) and cannot pass where it failed before.
+    An empty text is never a repeat: an empty answer is a problem of its own, not a copy."""
+    return bool(text.strip()) and any(draft.problems and draft.text == text for draft in earlier)
 
 
 @dataclass(frozen=True, slots=True)

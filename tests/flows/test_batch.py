@@ -410,3 +410,33 @@ async def test_refine_one_checks_its_fields_first(fake_server: FakeOpenAI, tmp_p
     with pytest.raises(MissingFieldsError, match="'text'"):
         await refine_one({"body": "no text field"}, make_config(fake_server, tmp_path))
     assert fake_server.chat_requests() == []
+
+
+async def test_a_model_that_answers_nothing_stops_the_run_with_the_likely_causes(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Issue 14: the alpaca template plus a ``###`` stop made every instruct model's first
+    token the stop; the run shipped a failure per item. Now the first empty answers stop it."""
+    rows = [{"id": str(i), "text": f"Story number {i}."} for i in range(8)]
+    data = write_rows(tmp_path / "data.jsonl", rows)
+    fake_server.script([Reply(content="")] * 50)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ConfigError) as caught:
+        await refine_batch(data, out, make_config(fake_server, tmp_path, concurrency=1))
+    message = str(caught.value)
+    assert "empty answer for each of the first 5 items" in message
+    assert "chat template or stop sequences" in message
+    assert len(fake_server.chat_requests()) == 5  # no request after the fifth
+    assert out.read_text() == ""  # nothing shipped: a rerun after the fix starts clean
+
+
+async def test_some_empty_answers_do_not_stop_the_run(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    rows = [{"id": str(i), "text": f"Story number {i}."} for i in range(6)]
+    data = write_rows(tmp_path / "data.jsonl", rows)
+    fake_server.script([Reply(content="A story.")] + [Reply(content="")] * 50)
+    out = tmp_path / "out.jsonl"
+    config = make_config(fake_server, tmp_path, concurrency=1, steps=1)
+    await refine_batch(data, out, config)
+    assert [r["status"] for r in read_records(out)].count("failed") == 5
