@@ -397,3 +397,24 @@ def test_critique_and_judge_are_single_user_messages_about_the_latest_draft(task
     assert "NO ISSUES" in env.render_messages(task, 2, values, role="critique")[0]["content"]
     fix = env.render_messages(task, 2, values, role="fix")
     assert [m["role"] for m in fix] == ["system", "user"]
+
+
+def test_codegen_fix_explains_own_checks_only_when_one_failed() -> None:
+    env = build_environment()
+    note = 'A problem that starts "your own check"'
+    for problems, shown in (
+        (["your own check at solution.py line 4 failed: `assert f(2) == 3`"], True),
+        (["1 of 2 tests pass", "test failed (tests line 1)"], False),
+    ):
+        values = build_variables(
+            "codegen",
+            2,
+            3,
+            ROWS["codegen"],
+            drafts=["code"],
+            errors=problems,
+            problems=[problems],
+        )
+        fix = env.render_messages("codegen", 2, values, role="fix")[-1]["content"]
+        assert (note in fix) is shown
+        assert fix.endswith("in a single fenced code block.")
