@@ -47,8 +47,10 @@ class TaskKind:
     ``cleaners`` is the post-processing chain used when the configuration names none (prose is
     also cut to ``max_output_chars``: see :meth:`default_cleaners`). ``validators`` always apply
     by default, ``test_validators``/``test_rewards`` only when a row of the dataset has
-    ``tests``, ``reference_rewards`` only when a row has a ``reference``; ``stop_when_valid`` is
-    the default of the stop rule of that name.
+    ``tests``, ``reference_rewards`` only when a row has a ``reference``; ``secondary_rewards``
+    are never a default's first (primary) reward, which steers the loop: codegen's hidden tests
+    are scored, never steered by, so without visible tests they are left out of the defaults;
+    ``stop_when_valid`` is the default of the stop rule of that name.
     """
 
     name: str
@@ -61,6 +63,7 @@ class TaskKind:
     test_validators: tuple[str, ...] = ()
     test_rewards: tuple[str, ...] = ()
     reference_rewards: tuple[str, ...] = ()
+    secondary_rewards: tuple[str, ...] = ()
     stop_when_valid: bool = False
 
     def __post_init__(self) -> None:
@@ -104,10 +107,13 @@ class TaskKind:
     def default_rewards(self, has_tests: bool, has_references: bool) -> list[str]:
         """The rewards a run of this kind gets when it configures none: those whose data the
         dataset has (a dataset without references is never scored against nothing)."""
-        return [
+        rewards = [
             *(self.test_rewards if has_tests else ()),
             *(self.reference_rewards if has_references else ()),
         ]
+        if rewards and rewards[0] in self.secondary_rewards:
+            return []  # nothing to steer by: a secondary reward alone would be the primary
+        return rewards
 
 
 _PROSE = ("strip_code_fences", "strip_chatter", "strip")
@@ -145,7 +151,8 @@ TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
                 validators=("python_compiles",),
                 test_validators=("tests_pass",),
                 test_rewards=("test_pass_rate",),
-                reference_rewards=("hidden_test_pass_rate",),  # hidden tests: never primary
+                reference_rewards=("hidden_test_pass_rate",),
+                secondary_rewards=("hidden_test_pass_rate",),  # hidden tests: never primary
                 stop_when_valid=True,
             ),
         )

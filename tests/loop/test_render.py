@@ -137,3 +137,15 @@ def test_a_user_template_that_pastes_examples_gets_no_demo_turns(tmp_path: Path)
     messages = renderer.messages({"text": "t"}, [], 1)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[-1]["content"].count("EX: ") == len(renderer.examples)
+
+
+def test_hidden_tests_alone_are_no_default_primary_reward() -> None:
+    """Codegen rows with hidden tests (``reference``) but no visible ``tests``: the hidden
+    reward would be the primary one, steering by the tests no draft may see; left out."""
+    codegen = TASK_KINDS["codegen"]
+    assert codegen.default_rewards(has_tests=True, has_references=True) == [
+        "test_pass_rate",
+        "hidden_test_pass_rate",
+    ]
+    assert codegen.default_rewards(has_tests=False, has_references=True) == []
+    assert TASK_KINDS["qa"].default_rewards(False, True) == ["token_f1", "exact_match"]
