@@ -1,1 +1,2 @@
-"""The embedded local model: where its weights come from, its server, slots and dispatcher."""
+"""The embedded local model: the catalogue of packaged models and their weights, its server,
+slots and dispatcher."""
