@@ -25,7 +25,9 @@ def test_the_default_is_the_instruct_model_with_its_own_template() -> None:
     assert local.model is None and DEFAULT_MODEL == "qwen2.5-coder-0.5b-instruct"
     served = serving_config(local, find_entry(DEFAULT_MODEL))
     assert served.chat_format is None  # llama-cpp-python then uses the GGUF's chat template
-    assert served.stop_for("prose") == [] and served.stop_for("code") == []
+    assert served.stop_for("prose") == []  # the template's end of turn ends the answer
+    assert served.stop_for("code") == list(find_entry(DEFAULT_MODEL).stop_code)
+    assert not any("###" in stop for stop in served.stop + served.stop_code)
     assert served.max_tokens == 512
 
 
