@@ -91,7 +91,8 @@ def list_models() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from flows.local.catalogue import CATALOGUE, DEFAULT_MODEL, cached_file, installed
+    from flows.local.assembly import cached_file, installed
+    from flows.local.catalogue import CATALOGUE, DEFAULT_MODEL
 
     table = Table(title=escape("Local models (refine run --local-model NAME; [local_model] model)"))
     for column in ("name", "installed", "in cache", "size", "licence", "good for", "install"):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.config.local import LocalModelConfig, is_model_path
-from flows.local.catalogue import DEFAULT_MODEL, CatalogueEntry, assemble, find_entry
+from flows.local.assembly import assemble
+from flows.local.catalogue import DEFAULT_MODEL, CatalogueEntry, find_entry
 from refine.errors import ConfigError
 
 __all__ = [

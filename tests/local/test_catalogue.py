@@ -20,16 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.local.catalogue import (
-    CATALOGUE,
-    DEFAULT_MODEL,
-    CatalogueEntry,
-    Part,
-    assemble,
-    cached_file,
-    find_entry,
-    installed,
-)
+from flows.local.assembly import assemble, cached_file, installed
+from flows.local.catalogue import CATALOGUE, DEFAULT_MODEL, CatalogueEntry, Part, find_entry
 from refine.errors import ConfigError
 
 PIECES = [b"GGUF" + bytes(range(256)) * 40, bytes(range(255, -1, -1)) * 30, b"tail" * 500]
@@ -164,7 +156,7 @@ def test_reuse_does_not_rehash_or_reread_the_parts(site: Path, tmp_path: Path) -
 _ASSEMBLE_IN_A_CHILD = textwrap.dedent(
     """
     import pickle, sys
-    from flows.local.catalogue import assemble
+    from flows.local.assembly import assemble
     entry, models, site = pickle.loads(bytes.fromhex(sys.argv[1]))
     assemble(entry, models, [site])
     """

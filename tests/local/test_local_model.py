@@ -35,7 +35,8 @@ DEFAULT_ALIAS = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 def _require_extra() -> None:
     import importlib.util
 
-    from flows.local.catalogue import DEFAULT_MODEL, find_entry, missing_packages
+    from flows.local.assembly import missing_packages
+    from flows.local.catalogue import DEFAULT_MODEL, find_entry
 
     missing = missing_packages(find_entry(DEFAULT_MODEL))
     if importlib.util.find_spec("llama_cpp") is None:
