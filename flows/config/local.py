@@ -59,9 +59,10 @@ class LocalModelConfig(BaseModel):
         default_factory=default_parallel, ge=1, le=64, description="slots: requests at once"
     )
     ctx_size: int = Field(
-        default=2048,
+        default=4096,
         ge=256,
-        description="context per slot: prompt + answer; 2048 holds the input and two drafts",
+        description="context per slot: prompt + answer; a catalogue model brings its own "
+        "(8192 for the instruct models), a GGUF given by path gets 4096",
     )
     threads: int | None = Field(
         default=None, ge=1, description="threads per slot; None = cores divided by slots"

@@ -67,6 +67,11 @@ class CatalogueEntry:
     these models write after it cost decode time for nothing."""
     max_tokens: int = 512
     """Answer cap when the run sets none: a HumanEval solution fits in 512 tokens."""
+    ctx_size: int = 8192
+    """Context per slot when ``[local_model]`` sets none: a codegen fix step at step 3 (the task,
+    two drafts, their test reports and the answer) reached 3,315 tokens on HumanEval, past the
+    2,048 a slot had before (issue 14). The KV cache of 8,192 tokens costs the 0.5B model about
+    100 MB per slot."""
     decode_tokens_per_s: float | None = None
     """Tokens/s one slot of one thread generates on a 2-core machine, 2 slots busy (measured)."""
     install_note: str = ""
@@ -161,6 +166,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         stop=("###", "\n\n"),  # alpaca's next section, or a blank line, ends the answer
         stop_code=("###",),  # code has blank lines
         max_tokens=256,
+        ctx_size=2048,
     ),
 )
 

@@ -34,7 +34,7 @@ __all__ = [
 INSTALL_HINT = "pip install 'prefect-refine[local]'"
 """The command that installs what the local model needs (builds llama.cpp: minutes)."""
 
-_FROM_CATALOGUE = ("chat_format", "stop", "stop_code", "max_tokens")
+_FROM_CATALOGUE = ("chat_format", "stop", "stop_code", "max_tokens", "ctx_size")
 """The serving settings a catalogue entry gives a default for."""
 
 
@@ -112,6 +112,7 @@ def serving_config(local: LocalModelConfig, entry: CatalogueEntry | None) -> Loc
         "stop": list(entry.stop),
         "stop_code": list(entry.stop_code),
         "max_tokens": entry.max_tokens,
+        "ctx_size": entry.ctx_size,
     }
     unset = {key: defaults[key] for key in _FROM_CATALOGUE if key not in local.model_fields_set}
     return local.model_copy(update=unset)

@@ -29,6 +29,8 @@ def test_the_default_is_the_instruct_model_with_its_own_template() -> None:
     assert served.stop_for("code") == list(find_entry(DEFAULT_MODEL).stop_code)
     assert not any("###" in stop for stop in served.stop + served.stop_code)
     assert served.max_tokens == 512
+    # a step-3 codegen fix needed 3,315 tokens on HumanEval: 2,048 per slot refused it
+    assert served.ctx_size == 8192 and LocalModelConfig().ctx_size == 4096
 
 
 def test_the_gemma_base_model_keeps_alpaca_and_its_stops(tmp_path: Path) -> None:
@@ -36,6 +38,7 @@ def test_the_gemma_base_model_keeps_alpaca_and_its_stops(tmp_path: Path) -> None
     assert local.model == "gemma-3-270m" and local.model_path is None
     served = serving_config(local, find_entry("gemma-3-270m"))
     assert served.chat_format == "alpaca" and served.max_tokens == 256
+    assert served.ctx_size == 2048
     assert served.stop_for("prose") == ["###", "\n\n"] and served.stop_for("code") == ["###"]
 
 
