@@ -50,7 +50,8 @@ class TaskKind:
     ``tests``, ``reference_rewards`` only when a row has a ``reference``; ``secondary_rewards``
     are never a default's first (primary) reward, which steers the loop: codegen's hidden tests
     are scored, never steered by, so without visible tests they are left out of the defaults;
-    ``stop_when_valid`` is the default of the stop rule of that name.
+    ``stop_when_valid`` is the default of the stop rule of that name, ``critique`` whether each
+    usable draft is critiqued before the next step (Self-Refine) unless the run says.
     """
 
     name: str
@@ -65,6 +66,7 @@ class TaskKind:
     reference_rewards: tuple[str, ...] = ()
     secondary_rewards: tuple[str, ...] = ()
     stop_when_valid: bool = False
+    critique: bool = False
 
     def __post_init__(self) -> None:
         unknown = (set(self.optional) | set(self.config_defaults)) - set(self.fields)

@@ -44,7 +44,9 @@ class CritiqueConfig(_Strict):
     (case-insensitive) ends the item with ``stop_reason: critic_satisfied``.
     """
 
-    enabled: bool = False
+    enabled: bool | None = Field(
+        default=None, description="critique each usable draft; None = the task kind's default"
+    )
     stop_phrase: str = Field(default="NO ISSUES", min_length=1)
 
 

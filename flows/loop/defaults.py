@@ -46,4 +46,8 @@ def with_task_defaults(config: RunConfig, items: Sequence[Item]) -> RunConfig:
     stop = config.stop
     if stop.stop_when_valid is None:
         stop = stop.model_copy(update={"stop_when_valid": kind.stop_when_valid})
-    return config.model_copy(update={"validators": validators, "rewards": rewards, "stop": stop})
+    critique = config.critique
+    if critique.enabled is None:
+        critique = critique.model_copy(update={"enabled": kind.critique})
+    updates = {"validators": validators, "rewards": rewards, "stop": stop, "critique": critique}
+    return config.model_copy(update=updates)

@@ -275,3 +275,29 @@ def test_a_model_that_answers_too_late_is_a_clear_timeout(
     assert result.returncode == 2, result.stderr
     assert "the local model did not answer within 0.05 s" in " ".join(result.stderr.split())
     assert _wait_until_gone(marker) == {}
+
+
+def test_a_codegen_fix_step_sees_the_failing_visible_test_with_its_value(
+    marked_env: tuple[dict, str], tmp_path: Path
+) -> None:
+    """Issue 14: the model is told which visible test failed, with the failing line's source and
+    the value the code returned. A test no correct ``add`` can pass makes sure a fix step runs."""
+    env, _ = marked_env
+    dataset = tmp_path / "code.jsonl"
+    row = {"id": "add", "prompt": "Write a Python function add(a, b) that returns a + b.",
+           "tests": "assert add(2, 2) == 5"}  # fmt: skip
+    dataset.write_text(json.dumps(row) + "\n")
+    output = tmp_path / "out.jsonl"
+    result = run_refine(
+        ["run", str(dataset), "--task", "codegen", "--steps", "2", "-o", str(output),
+         "--no-cache", "--temperature", "0"],
+        env,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the test cannot pass: the item fails
+    (record,) = read_records(output)
+    first, fix = record["drafts"][0], record["drafts"][1]
+    assert "def add" in first["text"] and "```" not in first["text"]
+    quoted = [p for p in first["problems"] if "`assert add(2, 2) == 5`" in p]
+    assert quoted and "returned 4" in quoted[0], first["problems"]
+    assert fix["kind"] == "fix" and record["status"] == "failed"

@@ -149,3 +149,12 @@ def test_hidden_tests_alone_are_no_default_primary_reward() -> None:
     ]
     assert codegen.default_rewards(has_tests=False, has_references=True) == []
     assert TASK_KINDS["qa"].default_rewards(False, True) == ["token_f1", "exact_match"]
+
+
+def test_critique_follows_the_task_table_unless_the_run_says() -> None:
+    for name, kind in TASK_KINDS.items():
+        config = with_task_defaults(RunConfig(task=name), [])
+        assert config.critique.enabled is kind.critique, name
+        for chosen in (True, False):
+            explicit = RunConfig(task=name, critique={"enabled": chosen})
+            assert with_task_defaults(explicit, []).critique.enabled is chosen
