@@ -73,8 +73,8 @@ class StopConfig(_Strict):
         ge=0,
         le=2,
         description="a fix step whose answer repeats a draft already found wrong asks once "
-        "more at this temperature; None = no second sample. A repeat still left ends the item "
-        "with stop_reason 'stuck'",
+        "more, a fresh answer to the initial request at this temperature; None = no second "
+        "sample. A repeat still left ends the item with stop_reason 'stuck'",
     )
     max_tokens_per_item: int | None = Field(default=None, gt=0)
     max_tokens_per_run: int | None = Field(default=None, gt=0)

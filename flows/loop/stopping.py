@@ -11,7 +11,7 @@ that holds is the item's ``stop_reason``: ``valid`` (the draft passes every vali
 ``stop_when_valid``), ``reward_threshold`` (a usable draft's primary reward reaches the
 threshold), ``converged`` (the same usable text as the step before, with
 ``stop_when_unchanged``), ``stuck`` (a fix step's answer repeats a draft already found wrong,
-even after the one second sample at ``repeat_temperature``), ``plateau`` (the primary reward has
+even after the one fresh sample at ``repeat_temperature``), ``plateau`` (the primary reward has
 not improved for ``plateau_steps`` steps), ``token_budget`` (the item's or the run's tokens are
 spent) and ``max_steps``.
 ``critic_satisfied`` is decided by the engine after the critique, which only runs when none of

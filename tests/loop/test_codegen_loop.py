@@ -143,8 +143,9 @@ async def test_a_fix_that_repeats_the_wrong_program_is_sampled_again_then_stops_
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     """Issue 14: at temperature 0 a small model returns the program it is shown. A repeated
-    wrong answer is never taken as a new step: one more sample at ``repeat_temperature``, and
-    an item still repeating stops ``stuck`` instead of paying for the same answer again."""
+    wrong answer is never taken as a new step: one more sample at ``repeat_temperature``, a
+    fresh answer to the initial request, and an item still repeating stops ``stuck`` instead of
+    paying for the same answer again."""
     rows = [
         {"id": "rescued", "prompt": "Write add(a, b) returning the sum.", "tests": TESTS},
         {"id": "stuck", "prompt": "Write add(a, b) giving the total.", "tests": TESTS},
@@ -165,6 +166,9 @@ async def test_a_fix_that_repeats_the_wrong_program_is_sampled_again_then_stops_
     for marker in ("the sum", "giving the total"):
         asked = [b for b in bodies if marker in json.dumps(b)]
         assert [b.get("temperature") for b in asked] == [0.0, 0.0, 0.7], marker
+        # the second sample is a fresh answer to the initial request: no program to copy
+        assert asked[2]["messages"] == asked[0]["messages"], marker
+        assert "Fix the latest solution" in asked[1]["messages"][-1]["content"]
     assert stuck["stop_reason"] == "stuck" and stuck["status"] == "failed"
     assert len(stuck["drafts"]) == 2  # steps 3 and 4 were never asked for
     fix = stuck["drafts"][1]
