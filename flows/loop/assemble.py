@@ -22,7 +22,8 @@ __all__ = ["open_refiner"]
 
 
 EMPTY_ANSWERS_TO_STOP = 5
-"""A run stops when this many first answers (or all, for fewer items) are all empty."""
+"""A run of at least this many items stops when its first this many answers are all empty; a
+smaller run has its empty answers as failed items (a few failures, not a failure per row)."""
 
 
 @asynccontextmanager
@@ -49,7 +50,7 @@ async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Re
     try:
         clean = cleaner_chain(config, renderer.kind)
         # the first few answers all empty: a broken chat template, not bad luck (issue 14)
-        empty_limit = min(EMPTY_ANSWERS_TO_STOP, len(items))
+        empty_limit = EMPTY_ANSWERS_TO_STOP if len(items) >= EMPTY_ANSWERS_TO_STOP else 0
         yield Refiner(config, renderer, calls, clean, plan, empty_limit)
     finally:
         await client.aclose()

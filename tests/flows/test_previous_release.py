@@ -37,6 +37,7 @@ def refine_run(fixtures: Path, server: FakeOpenAI, output: Path, env: dict[str, 
     args = ["run", str(fixtures / "data.jsonl"), "--task", "summarize", "--steps", "2"]
     args += ["--model", "fixture-model", "--base-url", server.base_url]
     args += ["--cache-dir", str(fixtures / "cache"), "-o", str(output), "--quiet"]
+    args += ["--template-dir", str(fixtures / "templates")]  # the prompts of that release
     return run_refine(args, env)
 
 

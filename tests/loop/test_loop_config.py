@@ -70,7 +70,11 @@ def test_task_defaults(
     assert config.validators == validators and config.rewards == rewards
     assert config.stop.stop_when_valid is valid
     explicit = RunConfig(
-        task=task, validators=[], rewards=["bleu"], stop={"stop_when_valid": False}
+        task=task,
+        validators=[],
+        rewards=["bleu"],
+        stop={"stop_when_valid": False},
+        critique={"enabled": False},
     )
     assert with_task_defaults(explicit, items) == explicit
 
