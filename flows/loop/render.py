@@ -18,6 +18,7 @@ from typing import Any
 from flows.config.run import RunConfig
 from flows.data.records import Draft, Item
 from prompts import (
+    ENGINE_VARIABLES,
     ROLES,
     TaskKind,
     TemplateEnvironment,
@@ -27,6 +28,7 @@ from prompts import (
     load_examples,
     packaged_examples,
 )
+from refine.errors import ConfigError
 
 __all__ = [
     "Messages",
@@ -140,15 +142,27 @@ class StepRenderer:
         ``initial`` request for its input as a user turn and its ``output`` as the assistant's.
 
         None when the task's templates read ``examples`` (a user template that pastes the demos
-        itself keeps doing so, and they are not sent twice).
+        itself keeps doing so, and they are not sent twice), and none when the templates use a
+        row field the task's packaged demos lack (a user template asking for ``audience``):
+        the user did not choose those demos, so they are left out rather than failing the run.
 
         Raises:
-            TemplateError: the ``initial`` template fails on a demo's fields.
+            ConfigError: a demo of the user's own ``examples_path`` lacks a field the templates
+                use (the file and the field named). TemplateError: the ``initial`` template
+                fails on a demo's fields.
         """
-        if not self.examples or "examples" in self.env.variables_used(
-            self.kind.name, (*ROLES, "fix")
-        ):
+        used = self.env.variables_used(self.kind.name, (*ROLES, "fix"))
+        if not self.examples or "examples" in used:
             return []
+        fields_used = used - ENGINE_VARIABLES - set(self.kind.optional)
+        for number, example in enumerate(self.examples, 1):
+            if missing := sorted(fields_used - set(example)):
+                if self.config.examples_path is None:  # the packaged demos: leave them out
+                    return []
+                raise ConfigError(
+                    f"{self.config.examples_path}: demo {number} lacks {', '.join(missing)}, "
+                    "which the templates use; add it to every demo"
+                )
         demos = []
         for example in self.examples:
             raw = {k: v for k, v in example.items() if k != "output"}

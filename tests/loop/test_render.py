@@ -13,6 +13,7 @@ from flows.loop.plan import SANDBOXED
 from flows.loop.render import StepRenderer
 from postprocess import default_cleaners, default_rewards, default_validators
 from prompts import TASK_KINDS
+from refine.errors import ConfigError
 
 
 def _renderer(**settings: object) -> StepRenderer:
@@ -158,3 +159,25 @@ def test_critique_follows_the_task_table_unless_the_run_says() -> None:
         for chosen in (True, False):
             explicit = RunConfig(task=name, critique={"enabled": chosen})
             assert with_task_defaults(explicit, []).critique.enabled is chosen
+
+
+def test_demos_lacking_a_field_the_templates_use(tmp_path: Path) -> None:
+    """A user template asks for a row field (``audience``) the packaged demos lack: the demos
+    are left out, not a failed run; a user's own demo file lacking it is named."""
+    (tmp_path / "summarize").mkdir()
+    (tmp_path / "summarize" / "initial.j2").write_text(
+        '{% include "summarize/input.j2" %}\nWrite for {{ audience }}.'
+    )
+    config = with_task_defaults(RunConfig(task="summarize", template_dirs=[tmp_path]), [])
+    renderer = StepRenderer.for_config(config)
+    assert renderer.examples and renderer.demo_turns == []
+    messages = renderer.messages({"text": "t", "audience": "engineers"}, [], 1)
+    assert [m["role"] for m in messages] == ["system", "user"]
+
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text(
+        '{"text": "a", "output": "b", "audience": "all"}\n{"text": "c", "output": "d"}\n'
+    )
+    own = StepRenderer.for_config(config.model_copy(update={"examples_path": demos}))
+    with pytest.raises(ConfigError, match=r"demos.jsonl: demo 2 lacks audience"):
+        _ = own.demo_turns
