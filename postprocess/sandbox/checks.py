@@ -41,6 +41,14 @@ def _trim(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _first_few(lines: list[str], rest: str) -> list[str]:
+    """At most five quoted failures, then a count of the rest (``... and 3 <rest>``)."""
+    shown = lines[:_SHOWN_FAILURES]
+    if len(lines) > _SHOWN_FAILURES:
+        shown.append(f"... and {len(lines) - _SHOWN_FAILURES} {rest}")
+    return shown
+
+
 def test_problems(result: SandboxResult) -> list[str]:
     """The problems a failed run shows the model: each failing assert with its error, trimmed.
 
@@ -59,21 +67,23 @@ def test_problems(result: SandboxResult) -> list[str]:
     if shared is not None:
         problems.append(f"{_trim(shared, _SHOWN_CHARS)}; none of the {result.total} tests passed")
     else:
-        for outcome in failures[:_SHOWN_FAILURES]:
-            problems.append(
-                f"test failed (tests line {outcome.line}): `{_trim(outcome.source, _SHOWN_CHARS)}`"
-                f" -> {_trim(outcome.error or '', _SHOWN_CHARS)}"
-            )
-        if len(failures) > _SHOWN_FAILURES:
-            problems.append(f"... and {len(failures) - _SHOWN_FAILURES} more failing tests")
-    own = [check for check in result.own_checks if not check.passed]
-    for check in own[:_SHOWN_FAILURES]:
-        problems.append(
-            f"your own check at solution.py line {check.line} failed: "
-            f"`{_trim(check.source, _SHOWN_CHARS)}`: {_trim(check.error or '', _SHOWN_CHARS)}"
+        problems += _first_few(
+            [
+                f"test failed (tests line {o.line}): `{_trim(o.source, _SHOWN_CHARS)}`"
+                f" -> {_trim(o.error or '', _SHOWN_CHARS)}"
+                for o in failures
+            ],
+            "more failing tests",
         )
-    if len(own) > _SHOWN_FAILURES:
-        problems.append(f"... and {len(own) - _SHOWN_FAILURES} more of your own checks failed")
+    problems += _first_few(
+        [
+            f"your own check at solution.py line {c.line} failed: "
+            f"`{_trim(c.source, _SHOWN_CHARS)}`: {_trim(c.error or '', _SHOWN_CHARS)}"
+            for c in result.own_checks
+            if not c.passed
+        ],
+        "more of your own checks failed",
+    )
     if problems:
         problems.insert(0, f"{result.passed} of {result.total} tests pass")
         if result.output.strip():

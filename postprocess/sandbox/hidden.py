@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from postprocess.rewards import REFERENCE_FIELD, Reward, RewardDraft, RewardUnavailable
+from postprocess.rewards import REFERENCE_FIELD, Reward, RewardDraft, item_references
 from postprocess.sandbox.checks import SandboxTests
 
 __all__ = ["HIDDEN_TESTS_FIELD", "HIDDEN_TEST_REWARD", "HiddenTests", "hidden_tests_of"]
@@ -32,23 +32,13 @@ HIDDEN_TEST_REWARD = "hidden_test_pass_rate"
 
 
 def hidden_tests_of(row: Mapping[str, Any]) -> str:
-    """The row's hidden test source; RewardUnavailable when the row has none.
+    """The row's hidden test source: its reference, read by the rule every reference-based reward
+    uses (:func:`~postprocess.rewards.item_references`), a list of strings joined by lines.
 
     Raises:
         RewardUnavailable: no reference, a blank one, or one that is not text.
     """
-    value = row.get(HIDDEN_TESTS_FIELD)
-    if value is None:
-        raise RewardUnavailable("the item has no reference (hidden tests)")
-    parts = [value] if isinstance(value, str) else value
-    if not isinstance(parts, list | tuple) or not all(isinstance(p, str) for p in parts):
-        raise RewardUnavailable(
-            f"the hidden tests must be a string or a list of strings, got {value!r:.80}"
-        )
-    source = "\n".join(parts)
-    if not source.strip():
-        raise RewardUnavailable("the reference (hidden tests) is empty")
-    return source
+    return "\n".join(item_references(row))
 
 
 class HiddenTests:

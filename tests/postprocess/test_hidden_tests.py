@@ -62,7 +62,7 @@ def test_a_row_without_hidden_tests_has_no_value() -> None:
     )
     assert found.rewards == {"test_pass_rate": 1.0}
     assert found.notes == [
-        "reward hidden_test_pass_rate unavailable: the item has no reference (hidden tests)"
+        "reward hidden_test_pass_rate unavailable: the item has no reference"
     ]
 
 
