@@ -86,7 +86,7 @@ async def test_hidden_tests_score_the_drafts_and_never_reach_a_request(
     (draft,) = records["open"]["drafts"]
     assert draft["rewards"] == {"test_pass_rate": 1.0}
     assert draft["reward_notes"] == [
-        "reward hidden_test_pass_rate unavailable: the item has no reference (hidden tests)"
+        "reward hidden_test_pass_rate unavailable: the item has no reference"
     ]
 
     assert len(fake_server.chat_requests()) == 4
