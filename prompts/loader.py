@@ -17,12 +17,13 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, cast
+from typing import cast
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from prompts.capped import CappedSandbox
 from refine.errors import ConfigError, TemplateError
 
 __all__ = [
@@ -47,44 +48,6 @@ LLM judge reward). Only ``fix`` follows the task's system prompt; the other two 
 their own, a single user message."""
 
 _WITH_SYSTEM = frozenset({"initial", "refine", "fix"})
-
-_BIG_POWER_BITS = 1_000_000
-
-
-class _CappedSandbox(SandboxedEnvironment):
-    """A sandbox that also refuses ``*`` and ``**`` results that could not fit the output cap.
-
-    The streaming cap in :meth:`TemplateEnvironment.render` only sees text once it is output;
-    ``{{ 'x' * 10**10 }}`` would allocate gigabytes inside a single expression before that.
-    Intercepting the operators also stops Jinja from folding such constants at parse time.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, max_output_chars: int, **options: Any) -> None:
-        super().__init__(**options)
-        self.max_output_chars = max_output_chars
-
-    def call_binop(self, context: jinja2.runtime.Context, op: str, left: Any, right: Any) -> Any:
-        if op == "*" and _repeats_past(left, right, self.max_output_chars):
-            raise SecurityError("repetition exceeds the template output cap")
-        if op == "**" and _huge_power(left, right):
-            raise SecurityError("power too large for a template")
-        return super().call_binop(context, op, left, right)
-
-
-def _repeats_past(left: Any, right: Any, cap: int) -> bool:
-    for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | list | tuple) and isinstance(times, int):
-            return len(seq) * times > cap
-    return False
-
-
-def _huge_power(base: Any, exponent: Any) -> bool:
-    if not (isinstance(base, int) and isinstance(exponent, int)) or abs(base) < 2:
-        return False
-    return abs(base).bit_length() * exponent > _BIG_POWER_BITS
-
 
 @dataclass(frozen=True)
 class TemplateInfo:
@@ -111,7 +74,7 @@ class TemplateEnvironment:
             jinja2.FileSystemLoader([str(d) for d in self.user_dirs]),
             jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES)),
         ]
-        self.jinja: SandboxedEnvironment = _CappedSandbox(
+        self.jinja: SandboxedEnvironment = CappedSandbox(
             max_output_chars,
             loader=jinja2.ChoiceLoader(self._loaders),
             undefined=jinja2.StrictUndefined,
