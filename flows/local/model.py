@@ -27,7 +27,6 @@ __all__ = [
     "check_local_extra",
     "model_alias",
     "resolve_model",
-    "resolve_model_path",
     "serving_config",
 ]
 
@@ -70,17 +69,6 @@ def _checked_file(model_path: Path) -> Path:
         if fh.read(4) != b"GGUF":
             raise ConfigError(f"{path}: not a GGUF model file (it lacks the GGUF magic bytes)")
     return path
-
-
-def resolve_model_path(
-    model_path: Path | None,
-    models_dir: Path | None = None,
-    search_path: Sequence[str] | None = None,
-) -> Path:
-    """The GGUF file to serve: the one given, or the default model (assembled on first use)."""
-    if model_path is not None:
-        return _checked_file(model_path)
-    return assemble(find_entry(DEFAULT_MODEL), models_dir, search_path)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from flows.config.local import LocalModelConfig
 from flows.config.run import build_run_config
-from flows.local.model import resolve_model_path
+from flows.local.model import resolve_model
 from refine.errors import ConfigError
 from tests.cli_helpers import cli_env, run_refine
 from tests.prefect_server import PrefectServer
@@ -38,7 +38,7 @@ def test_serve_model_rejects_a_file_that_is_not_gguf(tmp_path: Path) -> None:
 
 def test_a_missing_model_file_is_named() -> None:
     with pytest.raises(ConfigError, match=r"nowhere\.gguf: model file not found"):
-        resolve_model_path(Path("/nowhere.gguf"))
+        resolve_model(LocalModelConfig(model="/nowhere.gguf"))
 
 
 def test_local_model_table_in_the_config_file(tmp_path: Path) -> None:
