@@ -85,7 +85,7 @@ class ExportSummary:
     lines: int = 0
     left_out: Counter[str] = field(default_factory=Counter)
     torn_tail: bool = False
-    repeated: int = 0  # later records of an id seen before, left out
+    superseded: int = 0  # records a later one of their id supersedes, left out
     without_record: int = 0  # dataset items the output has no record of
     bad_rows: list[FieldProblem] = field(default_factory=list)  # dataset rows not readable
 
@@ -100,8 +100,11 @@ class ExportSummary:
             lines.append(f"left out {self.left_out.total()} item(s): {reasons}")
         if self.torn_tail:
             lines.append(f"skipped a torn last line of {request.output} (a run still writing?)")
-        if self.repeated:
-            lines.append(f"left out {self.repeated} later record(s) of ids seen before")
+        if self.superseded:
+            lines.append(
+                f"left out {self.superseded} earlier record(s) of ids written again "
+                "(the latest record of an id wins)"
+            )
         if self.without_record:
             lines.append(f"{self.without_record} item(s) of {request.dataset} have no record")
         if self.bad_rows:
@@ -195,7 +198,7 @@ def run_export(request: ExportRequest) -> ExportSummary:
     except OSError as exc:
         raise ConfigError(f"export to {request.to} failed: {exc}") from None
     summary.torn_tail = reader.torn_tail
-    summary.repeated = reader.repeated
+    summary.superseded = reader.superseded
     summary.without_record = len(items.keys() - seen_ids)
     return summary
 

@@ -92,8 +92,9 @@ class ItemCurve:
 def read_curves(
     path: Path, rescore: Callable[[Trajectory], Trajectory] | None = None
 ) -> list[ItemCurve]:
-    """Every complete record of ``path`` as a curve; an id seen twice keeps its first record,
-    as a resumed run would (it never writes an id twice, but a hand-merged file might).
+    """Every item of ``path`` as a curve, each id once by its latest record (the rule of
+    :mod:`flows.data.output_reader`: a record ``refine run --retry-failed`` appended supersedes
+    the failed one before it).
     ``rescore`` may add rewards to each record first (:class:`flows.eval.rescore.Rescorer`).
 
     Raises:

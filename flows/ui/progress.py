@@ -20,12 +20,16 @@ __all__ = ["OutputWatcher"]
 class OutputWatcher:
     """Counts the records appended to an output file since the last poll, one line at a time,
     by the rules of :mod:`flows.data.output_reader`: a torn tail waits for its newline, a foreign
-    line is skipped (``foreign``), and an id counts once.
+    line is skipped (``foreign``), and an id counts once, as its latest record says: a record
+    that supersedes one this watcher counted moves ``failed``, never ``done``.
+
+    ``requests``, ``cache_hits`` and ``tokens`` count the requests behind every record read,
+    superseded ones included: they were spent.
 
     Started at ``offset`` (where the last whole line ended when the run opened the file), it
-    sees only what the run appends; ``done`` may start at the records already there. Ids are
-    checked against the ones this watcher has seen: those before ``offset`` were checked by the
-    run's own scan, and the run never appends an id it holds.
+    sees only what the run appends; ``done`` may start at the ids already there that the run
+    will not take up again. Ids are checked against the ones this watcher has seen: those before
+    ``offset`` were checked by the run's own scan, and a run appends each id at most once.
     """
 
     path: Path
@@ -53,8 +57,11 @@ class OutputWatcher:
     def poll(self) -> None:
         """Count the records written since the last call; a missing file has none yet."""
         try:
-            for _, record in self._scan.records():
-                self.done += 1
+            for _, record, before in self._scan.records():
+                if before is None:
+                    self.done += 1
+                else:
+                    self.failed -= before.status == "failed"
                 self.failed += record["status"] == "failed"
                 for draft in record.get("drafts") or []:
                     self._count(draft)

@@ -84,7 +84,7 @@ class RunStats:
     records: int = 0
     complete_bytes: int = 0  # where the last whole line ends: a watcher of new lines starts here
     foreign: int = 0  # complete lines that are not records, skipped
-    repeated: int = 0  # later records of an id seen before, left out
+    superseded: int = 0  # records a later one of their id supersedes, left out
     ok: int = 0
     failed: int = 0
     failed_ids: list[str] = field(default_factory=list)
@@ -153,8 +153,9 @@ def _priced(draft: dict[str, Any]) -> Iterator[tuple[bool, dict[str, Any]]]:
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:
     """Read ``path`` one line at a time into RunStats, by the rules of
-    :mod:`flows.data.output_reader`: the torn tail and later records of an id are left out, and a
-    foreign line is skipped and counted (figures are shown, never refused); a missing file has
+    :mod:`flows.data.output_reader`: each id counts once, by its latest record (a record it
+    supersedes, like a failed one a retry replaced, is left out), the torn tail is left out, and
+    a foreign line is skipped and counted (figures are shown, never refused); a missing file has
     no records.
 
     Args:
@@ -164,11 +165,11 @@ def read_run_stats(path: Path, samples: int = 3) -> RunStats:
     stats = RunStats()
     scan = OutputScan(path)
     try:
-        for _, record in scan.records():
+        for _, record in scan.latest_records():
             stats.add(record, samples)
     except FileNotFoundError:
         return stats
     stats.complete_bytes = scan.offset
     stats.foreign = len(scan.foreign)
-    stats.repeated = scan.repeated
+    stats.superseded = scan.superseded
     return stats

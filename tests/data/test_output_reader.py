@@ -1,5 +1,6 @@
 """One reader of output files: every consumer (resume, run stats, progress watcher, eval and
-export's RecordReader, the shard merge) sees the same records, by the same three rules."""
+export's RecordReader, the shard merge) sees the same records, by the same three rules: the
+latest record of an id wins."""
 
 from __future__ import annotations
 
@@ -40,48 +41,83 @@ def write(path: Path, lines: list[bytes], tail: bytes = TORN) -> Path:
     return path
 
 
-def test_every_reader_keeps_the_first_record_of_an_id_and_leaves_the_torn_tail_out(
+def test_every_reader_keeps_the_latest_record_of_an_id_and_leaves_the_torn_tail_out(
     tmp_path: Path,
 ) -> None:
     path = write(tmp_path / "out.jsonl", WHOLE)
     offset = len(b"".join(WHOLE))  # where the last whole line ends
-    tokens = 3 * 2 * 5  # a, b and c, two drafts each; the second record of a is left out
+    # b and c, two drafts of 5 tokens each, and a's second record (100 each): its first is out
+    tokens = 2 * 2 * 5 + 2 * 100
 
     scan = OutputScan(path)
-    assert [(n, r["id"]) for n, r in scan.records()] == [(1, "a"), (2, "b"), (4, "c")]
-    assert (scan.offset, scan.torn_bytes, scan.repeated, scan.foreign) == (offset, len(TORN), 1, [])
+    assert [(n, r["id"]) for n, r in scan.latest_records()] == [(2, "b"), (3, "a"), (4, "c")]
+    assert (scan.offset, scan.torn_bytes, scan.superseded, scan.foreign) == (
+        offset,
+        len(TORN),
+        1,
+        [],
+    )
+    assert scan.failed_ids() == {"b"}
 
     reader = RecordReader(path)  # refine eval and refine export
     records = [(n, r.id, r.drafts[0].text) for n, r in reader]
-    assert records == [(1, "a", "first 1"), (2, "b", "first 1"), (4, "c", "first 1")]
-    assert reader.repeated == 1 and reader.torn_tail is True
+    assert records == [(2, "b", "first 1"), (3, "a", "second 1"), (4, "c", "first 1")]
+    assert reader.superseded == 1 and reader.torn_tail is True
 
     stats = read_run_stats(path)  # the table and sample artifacts
     assert (stats.records, stats.ok, stats.failed, stats.failed_ids) == (3, 2, 1, ["b"])
-    assert [sample["id"] for sample in stats.samples] == ["a", "b", "c"]
-    assert stats.samples[0]["drafts"][0]["text"] == "first 1"
+    assert [sample["id"] for sample in stats.samples] == ["b", "a", "c"]
+    assert stats.samples[1]["drafts"][0]["text"] == "second 1"
     assert sum(row["tokens"] for row in stats.rows()) == tokens
-    assert (stats.complete_bytes, stats.repeated, stats.foreign) == (offset, 1, 0)
+    assert (stats.complete_bytes, stats.superseded, stats.foreign) == (offset, 1, 0)
 
-    watcher = OutputWatcher(path)  # live progress
+    watcher = OutputWatcher(path)  # live progress: items by the rule, requests as spent
     watcher.poll()
     assert watcher.ids == {"a", "b", "c"} and (watcher.done, watcher.failed) == (3, 1)
-    assert (watcher.tokens, watcher.requests, watcher.offset) == (tokens, 6, offset)
+    assert (watcher.tokens, watcher.requests, watcher.offset) == (tokens + 2 * 5, 8, offset)
 
     merged = tmp_path / "merged.jsonl"  # shard parts into the output
     assert merge_parts(merged, [path]) == 3
     assert [(r.id, r.drafts[0].text) for _, r in RecordReader(merged)] == [
-        ("a", "first 1"),
         ("b", "first 1"),
+        ("a", "second 1"),
         ("c", "first 1"),
     ]
 
     assert path.read_bytes() == b"".join(WHOLE) + TORN  # none of the readers above wrote
     with OutputLog(path) as out:  # resume: the only reader that repairs, under its lock
         assert out.finished == {"a", "b", "c"} and out.failed == {"b"}
-        assert (out.records_before, out.repeated) == (3, 1)
+        assert (out.records_before, out.superseded, out.retrying) == (3, 1, set())
         assert (out.complete_bytes, out.repaired_bytes) == (offset, len(TORN))
     assert path.read_bytes() == b"".join(WHOLE)
+
+
+def test_a_retried_record_supersedes_the_failed_one_for_every_reader(tmp_path: Path) -> None:
+    path = write(tmp_path / "out.jsonl", [line("a"), line("b", "failed"), line("c", "failed")])
+    watcher = OutputWatcher(path)
+    watcher.poll()
+    assert (watcher.done, watcher.failed) == (3, 2)
+    with OutputLog(path, retry_failed=True) as out:  # refine run --retry-failed
+        assert out.finished == {"a"} and out.retrying == out.failed == {"b", "c"}
+        assert out.records_before == 3
+        retried = Trajectory.model_validate_json(line("b", text="retried"))
+        assert out.append(retried) is True
+        assert out.append(retried) is False  # once per run, like any id
+        assert out.append(Trajectory.model_validate_json(line("a"))) is False
+    watcher.poll()  # b moved from failed to ok: still three items done
+    assert (watcher.done, watcher.failed) == (3, 1)
+
+    assert [(r.id, r.status, r.output) for _, r in RecordReader(path)] == [
+        ("a", "ok", "first 2"),
+        ("c", "failed", None),
+        ("b", "ok", "retried 2"),
+    ]
+    stats = read_run_stats(path)
+    assert (stats.records, stats.ok, stats.failed, stats.failed_ids) == (3, 2, 1, ["c"])
+    assert stats.superseded == 1
+    with OutputLog(path) as out:  # a plain resume: b is finished, c still failed
+        assert out.finished == {"a", "b", "c"} and out.failed == {"c"} and out.retrying == set()
+    assert path.read_bytes().count(b'"id":"b"') == 2  # appended, never rewritten
 
 
 FOREIGN = [

@@ -428,15 +428,15 @@ def test_a_malformed_line_names_its_number_and_a_torn_tail_is_skipped(
     assert f"{broken}:line 3: not valid JSON" in result.output
     assert not to.exists() and [p.name for p in tmp_path.iterdir()] == ["broken.jsonl"]
 
-    twice = tmp_path / "twice.jsonl"  # a hand-merged file: the first record of an id counts
+    twice = tmp_path / "twice.jsonl"  # an id written again: its latest record counts
     first = json.loads(good[0] if json.loads(good[0])["drafts"] else good[1])
     changed = first | {"drafts": [{**d, "text": "CHANGED"} for d in first["drafts"]]}
     twice.write_text("".join([*good, json.dumps(changed) + "\n"]))
     result = CliRunner().invoke(app, ["export", str(twice), "--to", str(to)])
     assert result.exit_code == 0, result.output
-    assert "left out 1 later record(s) of ids seen before" in result.output
+    assert "left out 1 earlier record(s) of ids written again" in result.output
     actions = [line["action"] for line in lines_of(to) if line["id"] == first["id"]]
-    assert actions == [d["text"] for d in first["drafts"]]
+    assert actions == ["CHANGED"] * len(first["drafts"])
 
     torn = tmp_path / "torn.jsonl"
     torn.write_text("".join(good) + good[0][: len(good[0]) // 2])  # a writer mid-line
