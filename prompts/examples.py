@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from prompts.analysis import no_value
 from prompts.loader import PACKAGED_TEMPLATES
 from refine.errors import ConfigError, FieldProblem, InputError
 from refine.jsonl import parse_jsonl
@@ -21,8 +22,9 @@ def load_examples(path: Path, required: Iterable[str] = ()) -> list[dict[str, ob
     """Read a few-shot JSONL file: one object per line with a string ``output``.
 
     ``required`` names input fields every demo must carry (the task's fields the templates show
-    for each demo). Blank lines are skipped. Every bad line is reported in one
-    :class:`InputError` naming the file, the line and the field.
+    for each demo), each with a value: null, NaN, empty or only spaces is a problem too. Blank
+    lines are skipped. Every bad line is reported in one :class:`InputError` naming the file,
+    the line and the field.
     """
     path = Path(path)
     try:
@@ -37,6 +39,9 @@ def load_examples(path: Path, required: Iterable[str] = ()) -> list[dict[str, ob
     for number, row in rows:
         missing = [name for name in needed if name not in row]
         problems.extend(FieldProblem(number, name, "missing field") for name in missing)
+        for name in needed:
+            if name in row and (why := no_value(row[name])):
+                problems.append(FieldProblem(number, name, why))
         if "output" in row and not isinstance(row["output"], str):
             problems.append(FieldProblem(number, "output", "must be a string"))
         if not missing:

@@ -6,6 +6,12 @@ name and every other name falls back. Rendering is sandboxed (``SandboxedEnviron
 about undefined names (``StrictUndefined``) and capped in output size, because templates are
 configuration and a typo or a runaway loop must fail clearly, not send garbage or eat memory.
 
+Values: ``{{ value }}`` of an object or a list renders as JSON text (``{"a": 1}``, ``["x", "y"]``,
+non-ASCII kept), not as Python's ``{'a': 1}``; ``true``/``false`` for booleans and nothing for
+None, in the same spirit (see :func:`prompts.values.show_value`). A template file must be UTF-8,
+and what a render produces must be valid Unicode: either failure is a TemplateError naming the
+file.
+
 Whitespace: ``trim_blocks`` and ``lstrip_blocks`` are on (as in Hugging Face chat templates), so a
 ``{% tag %}`` on its own line leaves no blank line behind. The variables every template receives
 are documented in :mod:`prompts.variables`.
@@ -13,7 +19,8 @@ are documented in :mod:`prompts.variables`.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+import os
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -24,7 +31,9 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from prompts.capped import CappedSandbox
+from prompts.values import show_value
 from refine.errors import ConfigError, TemplateError
+from refine.jsonl import unpaired_surrogate
 
 __all__ = [
     "PACKAGED_TEMPLATES",
@@ -49,6 +58,25 @@ their own, a single user message."""
 
 _WITH_SYSTEM = frozenset({"initial", "refine", "fix"})
 
+
+class _Utf8Loader(jinja2.FileSystemLoader):
+    """A file loader whose undecodable file is a TemplateError naming it, not a traceback."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            pieces = jinja2.loaders.split_template_path(template)
+            found = (os.path.join(folder, *pieces) for folder in self.searchpath)
+            path = next((p for p in found if os.path.isfile(p)), template)
+            raise TemplateError(
+                f"template {template} ({path}) is not UTF-8 (byte {exc.start + 1}): "
+                "save it as UTF-8"
+            ) from None
+
+
 @dataclass(frozen=True)
 class TemplateInfo:
     """One template on the search path, and whether a user folder overrides the packaged one."""
@@ -71,13 +99,14 @@ class TemplateEnvironment:
         self.user_dirs: tuple[Path, ...] = tuple(user_dirs)
         self.max_output_chars = max_output_chars
         self._loaders = [
-            jinja2.FileSystemLoader([str(d) for d in self.user_dirs]),
-            jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES)),
+            _Utf8Loader([str(d) for d in self.user_dirs]),
+            _Utf8Loader(str(PACKAGED_TEMPLATES)),
         ]
         self.jinja: SandboxedEnvironment = CappedSandbox(
             max_output_chars,
             loader=jinja2.ChoiceLoader(self._loaders),
             undefined=jinja2.StrictUndefined,
+            finalize=show_value,
             autoescape=False,
             keep_trailing_newline=False,
             trim_blocks=True,
@@ -97,7 +126,8 @@ class TemplateEnvironment:
 
         Rendering streams through ``generate()`` so a runaway loop is stopped early instead of
         building the whole string first. Every failure becomes a :class:`TemplateError` that
-        names the template file and line.
+        names the template file and line; so does output that is not valid Unicode (a ``\\ud83d``
+        escape in the template), which no request could carry.
         """
         template = self._get(name)
         pieces: list[str] = []
@@ -118,7 +148,10 @@ class TemplateEnvironment:
             raise _template_error(name, exc) from exc
         finally:
             stream.close()
-        return "".join(pieces)
+        text = "".join(pieces)
+        if why := unpaired_surrogate(text):
+            raise TemplateError(f"template {name} ({template.filename}) rendered text that {why}")
+        return text
 
     def render_messages(
         self,
@@ -225,6 +258,8 @@ class TemplateEnvironment:
             return self.jinja.get_template(name)
         except jinja2.TemplateNotFound:
             raise TemplateError(self._not_found(name)) from None
+        except TemplateError:
+            raise
         except Exception as exc:
             raise _template_error(name, exc) from exc
 

@@ -1,20 +1,26 @@
 """Reading JSON Lines into objects, with every bad line reported instead of the first only.
 
 Shared by the dataset reader (flows) and the few-shot demo loader (prompts), which both need
-the same line-level checks: UTF-8, valid JSON, one object a line.
+the same line-level checks: UTF-8, valid JSON (no ``NaN``/``Infinity``, which Python's json
+accepts but JSON is not), one object a line, and text that is valid Unicode throughout.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import math
 from typing import Any
 
 from refine.errors import FieldProblem
 
-__all__ = ["not_utf8", "parse_jsonl"]
+__all__ = ["not_unicode", "not_utf8", "parse_jsonl", "unpaired_surrogate"]
 
 Rows = list[tuple[int, dict[str, Any]]]
+
+
+class _NotJson(ValueError):
+    """A number JSON cannot hold, raised from inside ``json.loads`` to end that line's parse."""
 
 
 def not_utf8(line: int, raw: bytes) -> FieldProblem | None:
@@ -26,8 +32,81 @@ def not_utf8(line: int, raw: bytes) -> FieldProblem | None:
     return None
 
 
+def unpaired_surrogate(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode, or None when it is.
+
+    A JSON ``\\ud83d`` escape without its other half decodes to a lone surrogate, which no
+    UTF-8 encoder (the cache key, the request body, the output file) accepts. The answer reads
+    ``holds an unpaired surrogate \\ud83d at character 19: not valid Unicode`` (1-based).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = f"\\u{ord(text[exc.start]):04x}"
+        return f"holds an unpaired surrogate {char} at character {exc.start + 1}: not valid Unicode"
+    return None
+
+
+def not_unicode(line: int, row: dict[str, Any]) -> list[FieldProblem]:
+    """A problem for each key or string of ``row`` (nested ones too) that is not valid Unicode.
+
+    The field is named by its path (``meta.tags[1]``); a key is shown with the bad character
+    escaped, since the name itself cannot be printed.
+    """
+    return [FieldProblem(line, name, why) for name, why in _bad_strings(row, "")]
+
+
+def _bad_strings(value: object, path: str) -> list[tuple[str, str]]:
+    """``(path, why)`` for each bad string under ``value``; ``path`` is where ``value`` sits."""
+    if isinstance(value, str):
+        why = unpaired_surrogate(value)
+        return [(path, why)] if why else []
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+            name = f"{path}.{shown}" if path else shown
+            if why := unpaired_surrogate(key):
+                found.append((name, f"its name {why}"))
+            found += _bad_strings(child, name)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _bad_strings(child, f"{path}[{index}]")
+    return found
+
+
+def _constant(name: str) -> float:
+    raise _NotJson(f'{name} is not a JSON value; write null, or the text as a string "{name}"')
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NotJson(f"the number {text} is too large for a 64-bit float; write it as a string")
+    return number
+
+
+def _load_object(number: int, text: str) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    """One line's object, or None and why not."""
+    try:
+        row = json.loads(text, parse_constant=_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        return None, [FieldProblem(number, None, f"not valid JSON: {exc.msg}")]
+    except _NotJson as exc:
+        return None, [FieldProblem(number, None, f"not valid JSON: {exc}")]
+    if not isinstance(row, dict):
+        return None, [FieldProblem(number, None, "a row must be a JSON object")]
+    bad = not_unicode(number, row)
+    return (None, bad) if bad else (row, [])
+
+
 def parse_jsonl(data: bytes) -> tuple[Rows, list[FieldProblem]]:
-    """``(line number, object)`` for each non-blank line, and a problem for each bad one."""
+    """``(line number, object)`` for each non-blank line, and a problem for each bad one.
+
+    A line is bad when it is not UTF-8, not JSON (``NaN``, ``Infinity`` and numbers past a
+    float's range included: Python's json would read them as floats that render as ``nan``),
+    not an object, or holds a string or key that is not valid Unicode (each one named).
+    """
     rows: Rows = []
     problems: list[FieldProblem] = []
     data = data.removeprefix(codecs.BOM_UTF8)  # editors on Windows write one
@@ -38,13 +117,8 @@ def parse_jsonl(data: bytes) -> tuple[Rows, list[FieldProblem]]:
         text = raw.decode("utf-8")
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(FieldProblem(number, None, f"not valid JSON: {exc.msg}"))
-            continue
-        if not isinstance(row, dict):
-            problems.append(FieldProblem(number, None, "a row must be a JSON object"))
-            continue
-        rows.append((number, row))
+        row, found = _load_object(number, text)
+        problems += found
+        if row is not None:
+            rows.append((number, row))
     return rows, problems

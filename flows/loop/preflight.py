@@ -1,9 +1,10 @@
 """The input check before a run spends anything.
 
-Every bad row (a malformed line, a duplicate id, bytes that are not UTF-8, a field a template
-needs but the row lacks, a field longer than a whole prompt may be, unparseable tests) is found
-before the first request. Without ``skip_invalid`` one InputError names each of them by file,
-line and field; with it those rows are reported and left out, and the rest run.
+Every bad row (a malformed line, a duplicate id, bytes that are not UTF-8, text that is not valid
+Unicode, a field a template needs but the row lacks or holds no value in, a field longer than a
+whole prompt may be, unparseable tests) is found before the first request. Without
+``skip_invalid`` one InputError names each of them by file, line and field; with it those rows
+are reported and left out, and the rest run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flows.config.run import RunConfig
-from flows.data.dataset import read_rows
+from flows.data.dataset import CSV_MISSING_VALUES, read_rows, rows_found
 from flows.data.records import Item
 from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
@@ -34,10 +35,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CheckedInput:
-    """The rows a run will refine, and the bad rows left out (only under ``skip_invalid``)."""
+    """The rows a run will refine, and the bad rows left out (only under ``skip_invalid``).
+
+    ``rows_read`` counts the rows (records) found in the file, good or bad: blank lines, a CSV
+    header and lines an unclosed quote swallowed are not rows. Each row read is either in
+    ``items`` or left out, so ``rows_read == len(items) + len(skipped_lines)``.
+    """
 
     items: list[Item]
     skipped: list[FieldProblem] = field(default_factory=list)
+    rows_read: int = field(kw_only=True)
 
     @property
     def skipped_lines(self) -> list[int]:
@@ -68,7 +75,16 @@ def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
     renderer = StepRenderer.for_config(config)
     roles = roles_used(config, plan)
     rows = ((item.line, renderer.fields(item)) for item in items)
-    check_rows(renderer.env, renderer.kind.name, rows, set(ENGINE_VARIABLES), path, roles)
+    check_rows(
+        renderer.env,
+        renderer.kind.name,
+        rows,
+        set(ENGINE_VARIABLES),
+        path,
+        roles,
+        optional=renderer.kind.optional,
+        missing_values=CSV_MISSING_VALUES if path.suffix.lower() == ".csv" else (),
+    )
     cleaner_chain(config, renderer.kind)
     check_loop_inputs(plan, items, path)
     if items:
@@ -88,7 +104,7 @@ def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProb
     problems = []
     for item in items:
         for name, value in item.fields.items():
-            size = len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+            size = len(value) if isinstance(value, str) else len(_as_json(value))
             if size > max_prompt_chars:
                 problems.append(
                     FieldProblem(
@@ -101,6 +117,11 @@ def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProb
     return problems
 
 
+def _as_json(value: object) -> str:
+    """A non-text value as templates render it: JSON text (see ``prompts.loader``)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def load_input(path: Path, config: RunConfig) -> CheckedInput:
     """Read ``path`` and check every row against the run's templates and checks.
 
@@ -109,6 +130,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
     left) raises. Errors that no row causes (templates, demos, sandbox) always raise.
     """
     items, problems = read_rows(path)
+    rows_read = rows_found(items, problems)
     problems += oversized_fields(items, config.max_prompt_chars)
     found: list[InputError] = []  # what the run's own checks said, for their kind and hint
     good = _without(items, problems)
@@ -131,7 +153,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         _raise_all(path, problems, found, whole_file)
     if not good:
         raise InputError(path, [FieldProblem(0, None, "no valid rows left to run"), *problems])
-    return CheckedInput(good, problems)
+    return CheckedInput(good, problems, rows_read=rows_read)
 
 
 def _raise_all(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
 
-from flows.data.dataset import read_items
+from flows.data.dataset import read_items, read_rows
 from flows.data.records import Item
 from refine.errors import FieldProblem, InputError
 
@@ -172,13 +173,14 @@ def test_csv_problems_name_the_first_line_of_their_record(tmp_path: Path) -> Non
     ]
 
 
-def test_unreadable_csv_record_is_named_by_its_first_line(tmp_path: Path) -> None:
+def test_a_csv_field_past_the_csv_module_limit_is_read_with_the_records_after_it(
+    tmp_path: Path,
+) -> None:
     too_long = "z" * (csv.field_size_limit() + 1)
-    text = f'id,text\na,fine\nb,"starts here\n{too_long}"\n'
-    with pytest.raises(InputError) as info:
-        read_items(_write(tmp_path, "data.csv", text))
-    [(line, _, message)] = _problems(info.value)
-    assert line == 3 and message.startswith("bad CSV: field larger than field limit")
+    text = f'id,text\na,fine\nb,"starts here\n{too_long}"\nc,after\nd,"last"\n'
+    items = read_items(_write(tmp_path, "data.csv", text))
+    assert [(i.id, i.line) for i in items] == [("a", 2), ("b", 3), ("c", 5), ("d", 6)]
+    assert items[1].fields["text"] == f"starts here\n{too_long}"
 
 
 def test_csv_non_utf8_lines_are_all_named(tmp_path: Path) -> None:
@@ -232,3 +234,125 @@ def test_field_problem_names_a_line_only_when_there_is_one(
     problem: FieldProblem, text: str
 ) -> None:
     assert str(problem) == text
+
+
+# -- hostile input: every record read, each bad one a problem of its own ------------------------
+
+TRICKY_CSV = [
+    'id,text\na,"x""y"\n',  # an escaped quote
+    'id,text\na,"ab"c"d\n',  # text after a closing quote is kept
+    'id,text\na,b"c\n',  # a quote inside a plain value is a character
+    'id,text\na,"x\r\ny"\r\nb,z\r\n',  # CRLF, inside a quoted value too
+    "id,text\ra,one\rb,two",  # old Mac line ends, no newline at the end
+    'id,text\na,"p,q"\n\n\nb,\n',  # a comma in quotes, blank lines, an empty last value
+    'id,text\na,""\n',  # a quoted empty value
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_CSV)
+def test_csv_values_are_what_the_csv_module_reads(tmp_path: Path, text: str) -> None:
+    expected = [row for row in csv.reader(io.StringIO(text, newline="")) if row][1:]
+    items = read_items(_write(tmp_path, "data.csv", text))
+    assert [[i.id, i.fields["text"]] for i in items] == expected
+
+
+def test_a_nul_character_or_a_lone_carriage_return_does_not_end_the_read(tmp_path: Path) -> None:
+    items = read_items(_write(tmp_path, "data.csv", "id,text\na,b\x00c\nb,d\re,f\n"))
+    assert [(i.id, i.line, i.fields) for i in items] == [
+        ("a", 2, {"text": "b\x00c"}),
+        ("b", 3, {"text": "d"}),
+        ("e", 4, {"text": "f"}),
+    ]
+
+
+def test_an_unclosed_quote_names_where_it_opens_and_how_many_lines_it_swallowed(
+    tmp_path: Path,
+) -> None:
+    text = 'id,text\na,fine\nb,"opens here\nc,never\nd,read\n'
+    items, problems = read_rows(_write(tmp_path, "data.csv", text))
+    assert [i.id for i in items] == ["a"]
+    assert [(p.line, p.field, p.message) for p in problems] == [
+        (
+            3,
+            "text",
+            "a quote opened on line 3 is never closed, so the 2 line(s) after it were not read",
+        )
+    ]
+
+
+def test_an_unclosed_quote_on_the_last_line_of_a_multiline_record(tmp_path: Path) -> None:
+    text = 'id,text,note\na,"two\nlines","and an open quote'
+    _, problems = read_rows(_write(tmp_path, "data.csv", text))
+    assert [(p.line, p.field, p.message) for p in problems] == [
+        (2, "note", "a quote opened on line 3 is never closed")
+    ]
+
+
+def test_a_csv_record_that_is_not_utf8_is_its_own_problem_and_the_others_are_read(
+    tmp_path: Path,
+) -> None:
+    # \xed\xa0\xbd is a surrogate (half an emoji) encoded as UTF-8 would encode it (CESU-8):
+    # not UTF-8, and never a lone surrogate in the text.
+    data = b'id,text\na,fine\nb,"half \xed\xa0\xbd"\nc,"two\nlines \xff"\nd,fine\n'
+    items, problems = read_rows(_write(tmp_path, "data.csv", data))
+    assert [i.id for i in items] == ["a", "d"]
+    assert [(p.line, p.message) for p in problems] == [
+        (3, "not UTF-8 (byte 9 of the line)"),
+        (4, "not UTF-8 (line 5, byte 7)"),
+    ]
+
+
+def test_a_csv_header_naming_a_column_twice_concerns_the_whole_file(tmp_path: Path) -> None:
+    _, problems = read_rows(_write(tmp_path, "data.csv", "id,text,text\na,one,two\n"))
+    assert [(p.line, p.field, p.message) for p in problems] == [
+        (0, "text", "column named twice in the header (line 1)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": NaN}', "not valid JSON: NaN is not a JSON value; write null, or the text"),
+        ('{"text": -Infinity}', "not valid JSON: -Infinity is not a JSON value"),
+        ('{"n": 1e999}', "not valid JSON: the number 1e999 is too large for a 64-bit float"),
+    ],
+)
+def test_numbers_json_cannot_hold_are_refused_naming_the_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    items, problems = read_rows(_write(tmp_path, "data.jsonl", '{"text": "ok"}\n' + line + "\n"))
+    assert len(items) == 1
+    [problem] = problems
+    assert problem.line == 2 and problem.message.startswith(message)
+
+
+SURROGATE_ROWS = {
+    r'{"id": 1, "text": "broken emoji half \ud83d here"}': (
+        "text",
+        r"holds an unpaired surrogate \ud83d at character 19: not valid Unicode",
+    ),
+    r'{"id": "a\udc00", "text": "ok"}': ("id", r"holds an unpaired surrogate \udc00"),
+    r'{"text": "ok", "reference": {"answers": ["\ud800"]}}': (
+        "reference.answers[0]",
+        r"holds an unpaired surrogate \ud800 at character 1",
+    ),
+    r'{"text": "ok", "k\ud83d": 1}': (r"k\ud83d", r"its name holds an unpaired surrogate \ud83d"),
+}
+
+
+@pytest.mark.parametrize("row", list(SURROGATE_ROWS))
+def test_text_that_is_not_valid_unicode_is_named_by_line_and_field(
+    tmp_path: Path, row: str
+) -> None:
+    field, message = SURROGATE_ROWS[row]
+    path = _write(tmp_path, "data.jsonl", '{"text": "fine"}\n' + row + "\n")
+    items, problems = read_rows(path)
+    assert [i.fields for i in items] == [{"text": "fine"}]
+    [problem] = problems
+    assert (problem.line, problem.field) == (2, field) and problem.message.startswith(message)
+    str(InputError(path, problems)).encode("utf-8")  # the message itself can be printed
+
+
+def test_a_paired_surrogate_escape_is_one_character_and_fine(tmp_path: Path) -> None:
+    [item] = read_items(_write(tmp_path, "data.jsonl", r'{"text": "smile \ud83d\ude00"}' + "\n"))
+    assert item.fields["text"] == "smile \U0001f600"
