@@ -47,11 +47,17 @@ class Item(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token counts as the endpoint reported them (zero when it reported none)."""
+    """Token counts as the endpoint reported them, or estimated where it reported none.
+
+    ``estimated``: a count was missing from the answer and was estimated from its characters
+    (see ``flows.llm.answer.usage_of``); a sum of usages is estimated when any part of it is.
+    Records written before the field existed read as reported (False).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    estimated: bool = False
 
     @property
     def tokens(self) -> int:
@@ -66,6 +72,7 @@ class Usage(BaseModel):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,15 +24,31 @@ from typing import Any
 
 import httpx2
 import openai
-import orjson
 from pydantic import SecretStr
 
 from flows.config.run import EndpointConfig, RetryConfig
 from flows.data.records import Usage
-from flows.llm.retry import CallTimeoutError, build_retrying, is_retryable, retry_after_seconds
+from flows.llm.answer import (
+    CHARS_PER_TOKEN,
+    UnusableAnswer,
+    answer_text,
+    decode_body,
+    raise_if_error,
+    token_logprobs,
+    usage_of,
+)
+from flows.llm.retry import (
+    CallTimeoutError,
+    ErrorAnswer,
+    build_retrying,
+    is_retryable,
+    retry_after_seconds,
+)
 from refine.errors import ConfigError, EndpointError, FatalEndpointError
 
 __all__ = ["ChatClient", "Completion"]
+
+logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not found"}
@@ -76,35 +93,6 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _usage_of(body: dict[str, Any]) -> Usage:
-    """Token counts as the endpoint reports them; absent or malformed fields count 0."""
-    usage = _mapping(body.get("usage"))
-    details = _mapping(usage.get("prompt_tokens_details"))
-    return Usage(
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        cached_tokens=_count(details.get("cached_tokens")),
-    )
-
-
-def _token_logprobs(choice: dict[str, Any]) -> tuple[float, ...] | None:
-    """The answer tokens' log-probabilities, or None when the endpoint sent none."""
-    tokens = _mapping(choice.get("logprobs")).get("content")
-    if not isinstance(tokens, list):
-        return None
-    values = []
-    for token in tokens:
-        value = token.get("logprob") if isinstance(token, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None  # a malformed entry: no logprobs rather than wrong ones
-        values.append(float(value))
-    return tuple(values)
-
-
 @asynccontextmanager
 async def _prefect_slot(name: str, wait_s: float) -> AsyncIterator[None]:
     """Hold one slot of the Prefect global concurrency limit ``name``; a missing limit is a
@@ -147,6 +135,7 @@ class ChatClient:
         self._limiter = asyncio.Semaphore(max_in_flight)
         self._fatal: FatalEndpointError | None = None
         self.http_attempts = 0
+        self._warned_estimate = False  # the run's one warning that usage is estimated
         self._secret = api_key.get_secret_value() if api_key else None
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
@@ -178,8 +167,19 @@ class ChatClient:
                 with attempt:
                     attempts += 1
                     response, on_wire = await self._attempt(messages, logprobs, sampling)
+                    raise_if_error(response)  # inside the attempt: the policy may retry it
         except openai.APIStatusError as exc:
-            raise self._status_error(exc, attempts) from None
+            message = redact(_server_message(exc), self._secret)
+            asked = retry_after_seconds(exc)
+            if asked is not None and is_retryable(exc) and asked > self._retry_after_budget():
+                message += (
+                    f"; it asked to retry after {asked:g} s, more than the retry budget allows "
+                    f"(retry_after_max_s = {self.retry.retry_after_max_s:g}, "
+                    f"max_elapsed_s = {self.retry.max_elapsed_s:g})"
+                )
+            raise self._status_error(exc.status_code, message, attempts) from None
+        except ErrorAnswer as exc:
+            raise self._error_answer(exc, attempts) from None
         except openai.APIConnectionError as exc:
             raise EndpointError(
                 f"cannot reach {self.endpoint.base_url} after {attempts} attempt(s): {exc.message}",
@@ -200,7 +200,7 @@ class ChatClient:
             raise EndpointError(
                 f"unusable answer from {self.endpoint.base_url}: {message}"
             ) from None
-        return self._completion(response, on_wire, attempts)
+        return self._completion(response, messages, on_wire, attempts)
 
     async def _attempt(
         self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None
@@ -224,7 +224,7 @@ class ChatClient:
                         body=self._body(messages, logprobs, sampling),
                         cast_to=httpx2.Response,
                     )
-                    return orjson.loads(raw.content), time.perf_counter() - started
+                    return decode_body(raw.content), time.perf_counter() - started
             except TimeoutError:
                 raise CallTimeoutError(
                     f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
@@ -250,10 +250,15 @@ class ChatClient:
             body["logprobs"] = True
         return body
 
-    def _status_error(self, exc: openai.APIStatusError, attempts: int) -> EndpointError:
-        status = exc.status_code
-        message = redact(_server_message(exc), self._secret)
+    def _status_error(
+        self, status: int, message: str, attempts: int, answered: str | None = None
+    ) -> EndpointError:
+        """The error for a refusal with ``status``; 401/403/404 also stop every later call.
+
+        ``answered`` says how the status came when not as the HTTP status (inside a 200).
+        """
         url = self.endpoint.base_url
+        answered = answered or f"answered {status}"
         if status in FATAL_STATUS:
             hint = {
                 401: "check the API key (OPENAI_API_KEY or [endpoint] api_key)",
@@ -261,49 +266,74 @@ class ChatClient:
                 404: f"check --base-url and that model {self.endpoint.model!r} is served there",
             }[status]
             fatal = FatalEndpointError(
-                f"{url} answered {status} {FATAL_STATUS[status]}: {message}; {hint}",
+                f"{url} {answered} {FATAL_STATUS[status]}: {message}; {hint}",
                 status=status,
                 url=url,
             )
             self._fatal = fatal
             return fatal
-        asked = retry_after_seconds(exc)
-        if asked is not None and is_retryable(exc) and asked > self._retry_after_budget():
-            message += (
-                f"; it asked to retry after {asked:g} s, more than the retry budget allows "
-                f"(retry_after_max_s = {self.retry.retry_after_max_s:g}, "
-                f"max_elapsed_s = {self.retry.max_elapsed_s:g})"
-            )
         return EndpointError(
-            f"{url} answered {status} after {attempts} attempt(s): {message}",
-            status=status,
-            url=url,
+            f"{url} {answered} after {attempts} attempt(s): {message}", status=status, url=url
         )
+
+    def _error_answer(self, exc: ErrorAnswer, attempts: int) -> EndpointError:
+        """A 200 whose body is an error: the error of the status it names, quoting it."""
+        message = redact(exc.message, self._secret)
+        if exc.status is None:
+            return EndpointError(
+                f"{self.endpoint.base_url} answered 200 with an error and no choices "
+                f"after {attempts} attempt(s): {message}",
+                url=self.endpoint.base_url,
+            )
+        answered = f"answered 200 with error {exc.status} in the body"
+        return self._status_error(exc.status, message, attempts, answered)
 
     def _retry_after_budget(self) -> float:
         return min(self.retry.retry_after_max_s, self.retry.max_elapsed_s)
 
-    def _completion(self, body: Any, latency_s: float, attempts: int) -> Completion:
-        """The fields we keep from a chat completion body, checked as the SDK's models would."""
+    def _completion(
+        self, body: Any, messages: list[Message], latency_s: float, attempts: int
+    ) -> Completion:
+        """The fields we keep from a chat completion body, checked as the SDK's models would.
+
+        Raises EndpointError when the body holds no usable answer, saying what it holds.
+        """
         url = self.endpoint.base_url
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices, list):
-            raise EndpointError(f"answer from {url} has no choices")
+            start = redact(json.dumps(body, ensure_ascii=False)[:120], self._secret)
+            raise EndpointError(f"answer from {url} has no choices; it begins {start!r}")
         choice = choices[0]
         if not isinstance(choice, dict):
             raise EndpointError(f"unusable answer from {url}: choices[0] is not an object")
-        content = _mapping(choice.get("message")).get("content")
-        if content is not None and not isinstance(content, str):
-            raise EndpointError(f"unusable answer from {url}: the message content is not text")
+        try:
+            content = answer_text(_mapping(choice.get("message")))
+        except UnusableAnswer as exc:
+            reason = redact(str(exc), self._secret)
+            raise EndpointError(f"unusable answer from {url}: {reason}") from None
         finish_reason = choice.get("finish_reason")
         return Completion(
-            content=content or "",
+            content=content,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-            usage=_usage_of(body),
+            usage=self._usage(body, messages, content),
             latency_s=latency_s,
             attempts=attempts,
-            token_logprobs=_token_logprobs(choice),
+            token_logprobs=token_logprobs(choice),
         )
+
+    def _usage(self, body: dict[str, Any], messages: list[Message], content: str) -> Usage:
+        """The answer's usage; the first estimated one of the run says so in a warning."""
+        usage = usage_of(body, messages, content)
+        if usage.estimated and not self._warned_estimate:
+            self._warned_estimate = True
+            logger.warning(
+                "%s reported no token usage (or only part of it): token counts and the token "
+                "budgets use an estimate of 1 token per %d characters; records mark it "
+                "with usage.estimated",
+                self.endpoint.base_url,
+                CHARS_PER_TOKEN,
+            )
+        return usage
 
     async def aclose(self) -> None:
         """Close the connection pool."""

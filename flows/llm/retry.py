@@ -2,8 +2,10 @@
 
 Retried: 408, 409, 429, 5xx, connection errors and timeouts, with jittered exponential backoff
 that waits at least as long as the server's ``Retry-After``. Never retried: other 4xx (400, 401,
-403, 404, 422). Bounded twice: by attempts and by elapsed time; a ``Retry-After`` that would end
-past the elapsed budget gives up at once instead of sleeping into certain failure.
+403, 404, 422). A 200 whose body is an error (:class:`ErrorAnswer`) counts as the status it
+names, with no ``Retry-After`` (plain backoff); one that names no status is never retried.
+Bounded twice: by attempts and by elapsed time; a ``Retry-After`` that would end past the
+elapsed budget gives up at once instead of sleeping into certain failure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from flows.config.run import RetryConfig
 
-__all__ = ["CallTimeoutError", "build_retrying", "is_retryable", "retry_after_seconds"]
+__all__ = [
+    "CallTimeoutError",
+    "ErrorAnswer",
+    "build_retrying",
+    "is_retryable",
+    "retry_after_seconds",
+]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
@@ -29,12 +37,31 @@ class CallTimeoutError(Exception):
     """One attempt ran past the per-call deadline (read timeouts alone reset on every chunk)."""
 
 
+class ErrorAnswer(Exception):
+    """A 200 answer whose body is an error object and no choices, as some gateways send.
+
+    ``status`` is the HTTP status the error names (its ``code``, ``status`` or ``type``), or
+    None when it names none; ``message`` is the server's words, not yet redacted.
+    """
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or status >= 500
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transport and rate-limit failures are retried; answers the server meant are not."""
     if isinstance(exc, CallTimeoutError | openai.APIConnectionError):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+        return _retryable_status(exc.status_code)
+    if isinstance(exc, ErrorAnswer):
+        return exc.status is not None and _retryable_status(exc.status)
     return False
 
 

@@ -161,7 +161,16 @@ class FakeApp:
         if pace:
             await asyncio.sleep(pace)
         logprobs = policy.logprobs_object(content, reply.logprobs) if body.get("logprobs") else None
-        data = policy.completion_body(model, content, reply.finish_reason, usage, logprobs)
+        data = policy.completion_body(
+            model,
+            content,
+            reply.finish_reason,
+            usage,
+            logprobs,
+            message_fields=reply.message_fields,
+            body_fields=reply.body_fields,
+            omit_fields=reply.omit_fields,
+        )
         return self._body(entry, 200, data, content=content, dribble=reply.dribble_seconds)
 
     async def _special(self, request: Request, entry: LogEntry, reply: Reply) -> Response | None:
@@ -175,7 +184,7 @@ class FakeApp:
             return Response()
         if reply.raw_body is not None or reply.status != 200:
             if reply.raw_body is not None:
-                data = reply.raw_body.encode()
+                data = reply.raw_body.encode("utf-8", "surrogateescape")
             else:
                 data = orjson.dumps(policy.error_payload(reply.status, reply.content))
             return self._body(

@@ -20,7 +20,9 @@ class Reply(BaseModel):
         headers: extra response headers, e.g. ``{"Retry-After": "1"}``.
         delay: seconds to wait before answering, on top of the server's latency.
         hang: never answer; the request ends when the client gives up or the server stops.
-        raw_body: send exactly this text (as ``application/json``, with ``status``) instead.
+        raw_body: send exactly this text (as ``application/json``, with ``status``) instead;
+            U+DC80..U+DCFF in it send the bytes 0x80..0xFF (``surrogateescape``), so a test can
+            send a body that is not valid UTF-8.
         drop_connection: abort the TCP connection without any response.
         usage: the usage object to send instead of the computed one (verbatim).
         stream_error: for ``stream: true``, send an ``{"error": ...}`` event halfway through
@@ -28,6 +30,10 @@ class Reply(BaseModel):
         dribble_seconds: spread sending the body (or the stream's deltas) over this long.
         logprobs: per-token log-probabilities sent when the request asks for ``logprobs``
             (tokens are the content's space-split pieces); unset gives -0.5 for each token.
+        message_fields: fields set on the answer's ``choices[0].message`` (verbatim, after
+            ``content``), e.g. ``content`` as a list of parts, ``refusal``, ``reasoning_content``.
+        body_fields: top-level fields set on the answer body (verbatim), e.g. ``error``.
+        omit_fields: top-level fields left out of the answer body, e.g. ``usage``, ``choices``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +50,9 @@ class Reply(BaseModel):
     stream_error: str | None = None
     dribble_seconds: float = 0.0
     logprobs: list[float] | None = None
+    message_fields: dict[str, Any] = Field(default_factory=dict)
+    body_fields: dict[str, Any] = Field(default_factory=dict)
+    omit_fields: list[str] = Field(default_factory=list)
 
 
 Replies = Iterable[Reply | Mapping[str, Any]]

@@ -132,26 +132,32 @@ def completion_body(
     finish_reason: str,
     usage: dict[str, Any],
     logprobs: dict[str, Any] | None = None,
+    *,
+    message_fields: dict[str, Any] | None = None,
+    body_fields: dict[str, Any] | None = None,
+    omit_fields: list[str] | None = None,
 ) -> bytes:
-    """A non-streaming ``chat.completion`` body; ``logprobs`` when the request asked for them."""
-    return orjson.dumps(
-        {
-            "id": new_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": logprobs,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": usage,
-            "system_fingerprint": None,
-        }
-    )
+    """A non-streaming ``chat.completion`` body; ``logprobs`` when the request asked for them.
+
+    ``message_fields`` and ``body_fields`` are set on the message and the body as given;
+    ``omit_fields`` names top-level fields to leave out.
+    """
+    message = {"role": "assistant", "content": content, "refusal": None, **(message_fields or {})}
+    body = {
+        "id": new_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
+        ],
+        "usage": usage,
+        "system_fingerprint": None,
+        **(body_fields or {}),
+    }
+    for name in omit_fields or ():
+        body.pop(name, None)
+    return orjson.dumps(body)
 
 
 def sse(payload: Any) -> bytes:

@@ -131,24 +131,33 @@ async def test_null_content_reads_as_empty(
 # -- retried failures ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 408, 409, 429])
-async def test_retryable_status_uses_exactly_the_attempt_budget(
-    fake_server: FakeOpenAI, make_client: MakeClient, sleeper: SleepRecorder, status: int
-) -> None:
-    fake_server.script([Reply(status=status, content="busy")] * 10)
-
+async def error_after_three_attempts(
+    fake_server: FakeOpenAI, make_client: MakeClient, sleeper: SleepRecorder, reply: Reply
+) -> EndpointError:
+    """``reply`` to every attempt of a call allowed 3: the error it ends with, once checked that
+    the server saw exactly 3 requests and the policy waited twice, within its backoff."""
+    fake_server.script([reply] * 10)
     with pytest.raises(EndpointError) as info:
         await make_client(max_attempts=3, backoff_initial_s=0.5, backoff_max_s=0.8).complete(
             MESSAGES
         )
-
     assert not isinstance(info.value, FatalEndpointError)
-    assert info.value.status == status
-    assert f"answered {status} after 3 attempt(s)" in str(info.value)
-    assert "busy" in str(info.value)
-    assert [e.status for e in fake_server.chat_requests()] == [status] * 3
+    assert len(fake_server.chat_requests()) == 3
     assert len(sleeper.waits) == 2
     assert all(0.25 <= wait <= 0.8 for wait in sleeper.waits)
+    return info.value
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 409, 429])
+async def test_retryable_status_uses_exactly_the_attempt_budget(
+    fake_server: FakeOpenAI, make_client: MakeClient, sleeper: SleepRecorder, status: int
+) -> None:
+    reply = Reply(status=status, content="busy")
+    error = await error_after_three_attempts(fake_server, make_client, sleeper, reply)
+    assert error.status == status
+    assert f"answered {status} after 3 attempt(s)" in str(error)
+    assert "busy" in str(error)
+    assert [e.status for e in fake_server.chat_requests()] == [status] * 3
 
 
 async def test_retry_then_success_reports_attempts(

@@ -1,0 +1,282 @@
+"""How the body of an HTTP answer becomes a Completion's fields, whatever the endpoint sent.
+
+- The body is JSON; text in it that is not valid Unicode (a lone surrogate escape such as
+  ``"\\ud83d"``, bytes that are not UTF-8) becomes U+FFFD, so no later writer can fail on it.
+- An error inside a 200 (``{"error": ...}`` and no ``choices``) raises :class:`ErrorAnswer`
+  carrying the HTTP status it names, so the retry policy treats it as that status.
+- The answer's text is ``message.content``: a string, or a list of typed parts whose text parts
+  are joined (thinking and reasoning parts, and ``reasoning_content``, stay out of it).
+- Usage is what the endpoint reported; a count it left out is estimated (``Usage.estimated``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from flows.data.records import Usage
+from flows.llm.retry import ErrorAnswer
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "UnusableAnswer",
+    "answer_text",
+    "decode_body",
+    "raise_if_error",
+    "token_logprobs",
+    "usage_of",
+]
+
+CHARS_PER_TOKEN = 4
+"""Characters per token of an estimate: OpenAI's rule of thumb for English text ("one token is
+about 4 characters", help.openai.com, "What are tokens and how to count them?")."""
+
+TEXT_PARTS = frozenset({"text", "output_text"})
+"""Content part types whose ``text`` is the answer (chat completions, the Responses API)."""
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Names gateways put in an error's ``type``, ``code`` or ``status`` instead of a number: OpenAI
+# and OpenRouter (snake case), Anthropic (``*_error``), Google (``RESOURCE_EXHAUSTED``...).
+_NAMED_STATUS = {
+    "invalid_request_error": 400,
+    "invalid_argument": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "unauthenticated": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found": 404,
+    "not_found_error": 404,
+    "model_not_found": 404,
+    "timeout": 408,
+    "request_timeout": 408,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "resource_exhausted": 429,
+    "too_many_requests": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "internal": 500,
+    "internal_error": 500,
+    "bad_gateway": 502,
+    "unavailable": 503,
+    "service_unavailable": 503,
+    "overloaded": 503,
+    "overloaded_error": 503,
+    "gateway_timeout": 504,
+    "deadline_exceeded": 504,
+}
+
+
+class UnusableAnswer(Exception):
+    """The body is a chat completion, but what it says cannot be an answer (the reason)."""
+
+
+# -- the body ------------------------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+def decode_body(raw: bytes) -> Any:
+    """The JSON value of ``raw``; raises ``orjson.JSONDecodeError`` when it is not JSON.
+
+    orjson refuses a lone surrogate escape and bytes that are not UTF-8; such a body is read
+    again by the standard library (which pairs valid surrogates) and what is left becomes U+FFFD.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as strict:
+        try:
+            loose = json.loads(raw.decode("utf-8", "replace"), parse_constant=_refuse_constant)
+        except ValueError:  # not JSON for either parser: report orjson's finding
+            raise strict from None
+        return _scrub(loose)
+
+
+# -- an error inside a 200 -----------------------------------------------------------------
+
+
+def _status_number(value: Any) -> int | None:
+    """An HTTP error status from an int or a numeric string (400-599), else None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return value
+    return None
+
+
+def _status_of(fields: Sequence[Mapping[str, Any]]) -> int | None:
+    """The status the error names: a number in ``code``/``status`` first, then a known name."""
+    for where in fields:
+        for key in ("code", "status", "status_code"):
+            if (number := _status_number(where.get(key))) is not None:
+                return number
+    for where in fields:
+        for key in ("type", "code", "status"):
+            name = where.get(key)
+            if isinstance(name, str) and name.strip().lower() in _NAMED_STATUS:
+                return _NAMED_STATUS[name.strip().lower()]
+    return None
+
+
+def _error_message(error: Any, body: Mapping[str, Any]) -> str:
+    if isinstance(error, str) and error.strip():
+        return error
+    for where in (error, body):
+        if isinstance(where, Mapping):
+            for key in ("message", "detail"):
+                if isinstance(where.get(key), str) and where[key].strip():
+                    return str(where[key])
+    return orjson.dumps(body).decode()[:300]
+
+
+def raise_if_error(body: Any) -> None:
+    """Raise :class:`ErrorAnswer` when ``body`` is an error rather than an answer.
+
+    That is ``{"error": {...}}`` (or a plain string) or vLLM's ``{"object": "error", ...}``,
+    without a non-empty ``choices`` list: an answer with choices is an answer, whatever else
+    the gateway put beside it (many send ``"error": null`` on every answer).
+    """
+    if not isinstance(body, dict):
+        return
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices:
+        return
+    error = body.get("error")
+    if not error and body.get("object") == "error":
+        error = body
+    if not error:
+        return
+    fields = [f for f in (error, body) if isinstance(f, Mapping)]
+    raise ErrorAnswer(_error_message(error, body), _status_of(fields))
+
+
+# -- the text --------------------------------------------------------------------------------
+
+
+def _part_type(part: Any) -> str:
+    if isinstance(part, Mapping) and isinstance(part.get("type"), str):
+        return str(part["type"])
+    return type(part).__name__
+
+
+def _refusal(message: Mapping[str, Any], content: Any) -> str | None:
+    """OpenAI's ``message.refusal``, or the text of a ``refusal`` content part."""
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip():
+        return refusal
+    for part in content if isinstance(content, list) else ():
+        if _part_type(part) == "refusal" and isinstance(part.get("refusal"), str):
+            return str(part["refusal"])
+    return None
+
+
+def answer_text(message: Mapping[str, Any]) -> str:
+    """The answer in a choice's ``message``; raises UnusableAnswer when it holds none.
+
+    ``content`` may be a string, null (an empty answer) or a list of typed parts: the text parts
+    (``text``, ``output_text``) are joined in order; others (``thinking``, ``reasoning``...) are
+    the model's working, never the answer. A refusal with no text, or a list of parts none of
+    which is text, is refused with what was there. ``reasoning_content`` is never read.
+    """
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = [
+            part["text"]
+            for part in content
+            if _part_type(part) in TEXT_PARTS and isinstance(part.get("text"), str)
+        ]
+        text = "".join(texts)
+        if texts and text:
+            return text
+    elif content is None or isinstance(content, str):
+        text = content or ""
+        if text:
+            return text
+    else:
+        raise UnusableAnswer(f"the message content is a {type(content).__name__}, not text")
+    refusal = _refusal(message, content)
+    if refusal is not None:
+        raise UnusableAnswer(f"the model refused: {refusal!r}")
+    if isinstance(content, list) and content and not texts:
+        kinds = ", ".join(dict.fromkeys(_part_type(part) for part in content))
+        raise UnusableAnswer(f"the message content has no text part (parts: {kinds})")
+    return text
+
+
+def token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """The answer tokens' log-probabilities, or None when the endpoint sent none."""
+    logprobs = choice.get("logprobs")
+    tokens = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(tokens, list):
+        return None
+    values = []
+    for token in tokens:
+        value = token.get("logprob") if isinstance(token, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None  # a malformed entry: no logprobs rather than wrong ones
+        values.append(float(value))
+    return tuple(values)
+
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+def _reported(value: Any) -> int | None:
+    """A token count as sent: a non-negative whole number, else None (null, text, garbage)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def estimate_tokens(chars: int) -> int:
+    """Tokens of ``chars`` characters at :data:`CHARS_PER_TOKEN`, rounded up."""
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def _prompt_chars(messages: Sequence[Mapping[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "")) for m in messages)
+
+
+def usage_of(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], text: str) -> Usage:
+    """Token counts as the endpoint reported them, each missing one estimated.
+
+    A prompt count of 0 is missing too (every request has a prompt), and so is a completion
+    count of 0 for an answer that is not empty: servers that do not count send zeros.
+    ``estimated`` is True when either count was estimated.
+    """
+    usage = body.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, Mapping) else {}
+    prompt = _reported(usage.get("prompt_tokens")) or None
+    completion = _reported(usage.get("completion_tokens"))
+    if completion == 0 and text:
+        completion = None
+    return Usage(
+        prompt_tokens=prompt if prompt is not None else estimate_tokens(_prompt_chars(messages)),
+        completion_tokens=completion if completion is not None else estimate_tokens(len(text)),
+        cached_tokens=_reported(details.get("cached_tokens")) or 0,
+        estimated=prompt is None or completion is None,
+    )
