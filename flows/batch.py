@@ -25,14 +25,22 @@ from flows.config.run import RunConfig
 from flows.data.output import OutputLog
 from flows.data.records import Item, Trajectory
 from flows.loop.assemble import open_refiner
-from flows.loop.preflight import check_items, load_checked_items
+from flows.loop.preflight import CheckedInput, check_items, load_input
 from flows.loop.refiner import ItemRun, Refiner
 from flows.ui.artifacts import ProgressFeed, run_dashboard
 from flows.ui.labels import batch_run_name
 from flows.ui.summary import BatchSummary, Tally
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
-__all__ = ["BatchSummary", "fix_step", "plan_chunks", "refine_batch", "refine_one", "refine_step"]
+__all__ = [
+    "BatchSummary",
+    "fix_step",
+    "input_rows_read",
+    "plan_chunks",
+    "refine_batch",
+    "refine_one",
+    "refine_step",
+]
 
 
 class Chunk:
@@ -209,14 +217,20 @@ async def _run_batch(
 ) -> BatchSummary:
     started = time.perf_counter()
     logger = get_run_logger()
-    items = load_checked_items(input_path, config)  # the one read of the dataset
-    with OutputLog(output_path) as out:  # the one scan of the output: resume and progress
-        progress.start(items=len(items), done=out.records_before, offset=out.complete_bytes)
+    checked = load_input(input_path, config)  # the one read of the dataset
+    items = checked.items
+    # the one scan of the output: resume and progress
+    with OutputLog(output_path, retry_failed=config.retry_failed) as out:
+        done_before = out.records_before - len(out.retrying)
+        progress.start(items=len(items), done=done_before, offset=out.complete_bytes)
         pending = [item for item in items if item.id not in out.finished]
         skipped = len(items) - len(pending)
-        failed_before = sum(item.id in out.failed for item in items)
+        retried = sum(item.id in out.retrying for item in pending)
+        failed_before = sum(item.id in out.failed - out.retrying for item in items)
         if skipped:
             logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
+        if retried:
+            logger.info("retrying %d failed item(s) of %s", retried, output_path)
         async with open_refiner(config, items) as refiner:
             size, in_flight = plan_chunks(config, len(pending))
             if config.chunk_size and size != config.chunk_size:
@@ -251,8 +265,12 @@ async def _run_batch(
             cache_hits = refiner.calls.cache_hits
     summary = BatchSummary(
         output_path=output_path,
+        rows_read=input_rows_read(checked),
+        invalid=len(checked.skipped_lines),
         items=len(items),
         skipped=skipped,
+        ran=len(pending),
+        retried=retried,
         failed_before=failed_before,
         ok=tally.ok,
         failed=tally.failed,
@@ -265,6 +283,12 @@ async def _run_batch(
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
     return summary
+
+
+def input_rows_read(checked: CheckedInput) -> int:
+    """The records found in the input file, good and bad: the valid items and the rows left
+    out as invalid (each line once)."""
+    return len(checked.items) + len(checked.skipped_lines)
 
 
 @flow(name="refine-one", log_prints=False)

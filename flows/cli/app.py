@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.config.run import RunConfig
     from flows.data.records import Item
-    from refine.errors import FieldProblem
+    from flows.loop.preflight import CheckedInput
 
 __all__ = ["app"]
 
@@ -105,6 +105,14 @@ def run(
             "--skip-invalid", help="Report bad input rows and run the rest (else refuse all)."
         ),
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Run again the items whose latest record in --output is failed, appending "
+            "their new records there (resume as usual otherwise).",
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     task_runner: Annotated[
@@ -138,6 +146,7 @@ def run(
         "cache_dir": cache_dir,
         "use_cache": False if no_cache else None,
         "skip_invalid": True if skip_invalid else None,
+        "retry_failed": True if retry_failed else None,
         "endpoint": {
             "model": model,
             "base_url": base_url,
@@ -176,6 +185,8 @@ def _run_dask(
     if task_runner != "dask":
         raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
     config = build_run_config(overrides, config_file)
+    if config.retry_failed:  # shard parts are merged each id once: a retry would never land
+        raise ConfigError("--retry-failed works with the default task runner only")
     config.endpoint.require_target()  # each worker needs the endpoint: no local model here
     load_input(input_path, config)  # every row checked before any worker starts
     probe_endpoint(str(config.endpoint.base_url), config.retry.connect_timeout_s)
@@ -204,7 +215,7 @@ def _run(
     config = build_run_config(overrides, config_file)  # flags over file over environment
     checked = load_input(input_path, config)  # fail fast, before the model or Prefect
     if checked.skipped:
-        _print_skipped(input_path, checked.skipped)
+        _print_skipped(input_path, checked)
     with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
         if not config.endpoint.send_api_key:
             Console(stderr=True).print(
@@ -218,10 +229,14 @@ def _run(
         return summary, len(checked.skipped_lines)
 
 
-def _print_skipped(input_path: Path, skipped: list[FieldProblem]) -> None:
-    lines = "\n".join(f"  {input_path}:{problem}" for problem in skipped)
+def _print_skipped(input_path: Path, checked: CheckedInput) -> None:
+    """Name each input row left out as invalid, before the run starts."""
+    from flows.batch import input_rows_read
+
+    lines = "\n".join(f"  {input_path}:{problem}" for problem in checked.skipped)
+    invalid, read = len(checked.skipped_lines), input_rows_read(checked)
     Console(stderr=True).print(
-        f"[yellow]skipped {len({p.line for p in skipped})} invalid row(s) (--skip-invalid):[/]\n"
+        f"[yellow]skipped {invalid} invalid row(s) of {read} read (--skip-invalid):[/]\n"
         + escape(lines),
         highlight=False,
         soft_wrap=True,
@@ -236,7 +251,8 @@ def _run_batch(
     from flows.data.output import OutputLog
     from flows.ui.progress import OutputWatcher
 
-    with OutputLog(output) as out:  # repairs a torn tail, reports how much is left
+    # repairs a torn tail, reports how much is left
+    with OutputLog(output, retry_failed=config.retry_failed) as out:
         remaining = sum(item.id not in out.finished for item in items)
         watcher = OutputWatcher(output, offset=out.complete_bytes)
 
@@ -260,11 +276,11 @@ def _run_batch(
 
 
 def _print_summary(summary: BatchSummary) -> None:
+    """The run's table: where every input row went, then what the run cost."""
     table = Table(title="refine run", show_header=False)
     for label, value in [
         ("output", str(summary.output_path)),
-        ("items", summary.items),
-        ("already done (resumed)", summary.skipped),
+        *_row_counts(summary),
         ("ok", summary.ok),
         ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
         ("HTTP requests", summary.http_attempts),
@@ -275,6 +291,17 @@ def _print_summary(summary: BatchSummary) -> None:
     ]:
         table.add_row(label, str(value))
     Console().print(table)
+
+
+def _row_counts(summary: BatchSummary) -> list[tuple[str, object]]:
+    """Rows read = skipped as invalid + already finished + run; retried are among those run."""
+    return [
+        ("rows read", summary.rows_read),
+        ("skipped as invalid", summary.invalid),
+        ("already finished (resumed)", summary.skipped),
+        ("run", summary.ran),
+        ("retried (failed before)", summary.retried),
+    ]
 
 
 def main() -> None:

@@ -77,6 +77,11 @@ class RunConfig(LoopFields):
     skip_invalid: bool = Field(
         default=False, description="report bad input rows and run the rest (else: refuse all)"
     )
+    retry_failed: bool = Field(
+        default=False,
+        description="run again the items whose latest output record is failed, appending "
+        "their new records to the same output (the latest record of an id wins)",
+    )
     use_cache: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
     config_file: Path | None = None

@@ -14,12 +14,20 @@ __all__ = ["BatchSummary", "Tally"]
 
 
 class BatchSummary(BaseModel):
-    """What a batch run did, returned by the flow and printed by the CLI."""
+    """What a batch run did, returned by the flow and printed by the CLI.
+
+    Every input row is accounted for: ``rows_read == invalid + skipped + ran``, and
+    ``items == skipped + ran``; ``retried`` are among ``ran``.
+    """
 
     output_path: Path
-    items: int
-    skipped: int
-    failed_before: int
+    rows_read: int  # records found in the input file, good and bad
+    invalid: int  # rows left out as invalid (skip_invalid)
+    items: int  # valid items of the input
+    skipped: int  # already finished in the output (resumed), not run
+    ran: int  # taken up by this run: new items, and failed ones retried
+    retried: int  # of ``ran``: items whose latest record was failed (retry_failed)
+    failed_before: int  # items whose latest record is failed, from earlier runs, not retried
     ok: int
     failed: int
     http_attempts: int
