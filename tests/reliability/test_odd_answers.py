@@ -72,7 +72,7 @@ def test_errors_inside_200_answers_and_content_parts(
     assert "key *** may not use model m" in failed["item-0002"] and sent["item-0002"] == 1
     assert [d["text"] for d in records["item-0003"]["drafts"]] == ["Pump fixed."] * 2
     assert THOUGHT not in out.read_text(encoding="utf-8")
-    assert "the model refused: \"I can't help with pumps.\"" in failed["item-0004"]
+    assert 'the model refused: "I can\'t help with pumps."' in failed["item-0004"]
     assert sent["item-0004"] == 1
     no_secret_anywhere(prefect_server, out, tmp_path / "cache", texts=[result.stdout])
 
