@@ -1,9 +1,9 @@
 """A content-addressed request cache: one JSON file per request, written atomically.
 
-The key hashes everything that changes the answer (model, messages, sampling parameters, extra
-body fields, step and sample index) and never the API key. A torn, corrupt or foreign entry
-reads as a miss, never as a wrong answer; concurrent writers of the same key each replace the
-file whole, so a reader sees one complete entry or none.
+The key hashes everything that changes the answer (the endpoint, model, messages, sampling
+parameters, extra body fields, step and sample index) and never the API key. A torn, corrupt or
+foreign entry reads as a miss, never as a wrong answer; concurrent writers of the same key each
+replace the file whole, so a reader sees one complete entry or none.
 """
 
 from __future__ import annotations
@@ -25,9 +25,27 @@ FORMAT = 1
 
 
 def request_key(request: dict[str, Any]) -> str:
-    """The SHA-256 of the request's canonical JSON form."""
+    """The SHA-256 of the request's canonical JSON form.
+
+    ``surrogatepass``: a lone surrogate (half of an emoji cut from its pair) still gets a key of
+    its own instead of crashing the run; text that is valid Unicode encodes as plain UTF-8, so
+    its keys are the ones earlier releases wrote.
+    """
     canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _entry_bytes(key: str, answer: dict[str, Any]) -> bytes:
+    """The entry as UTF-8 JSON; text that is not valid Unicode is written as ``\\u`` escapes.
+
+    Such an entry reads back as a miss (orjson refuses a lone surrogate), which costs one
+    request again and never a wrong answer.
+    """
+    entry = {"format": FORMAT, "key": key, "answer": answer}
+    try:
+        return json.dumps(entry, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(entry, ensure_ascii=True).encode("ascii")
 
 
 class RequestCache:
@@ -71,7 +89,7 @@ class RequestCache:
         loss an empty or torn file is still only a miss.
         """
         path = self._path(key)
-        data = json.dumps({"format": FORMAT, "key": key, "answer": answer}, ensure_ascii=False)
+        data = _entry_bytes(key, answer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
@@ -79,7 +97,7 @@ class RequestCache:
             self.write_errors += 1  # a full disk costs a future cache hit, never this answer
             return
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
         except OSError:

@@ -6,6 +6,7 @@ Also keeps the run's token count, which the per-run token budget reads.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -13,8 +14,48 @@ from flows.config.run import EndpointConfig
 from flows.data.records import CachedAnswer, SideRequest
 from flows.llm.cache import RequestCache, request_key
 from flows.llm.client import ChatClient, Completion
+from flows.llm.finish import finish_problem
 
-__all__ = ["ModelCalls", "side_request"]
+__all__ = ["ModelCalls", "endpoint_identity", "reusable", "side_request"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+EMBEDDED_MODEL = "embedded-local-model"
+"""The endpoint named in the keys of the embedded local model, whose port changes every run."""
+
+
+def endpoint_identity(endpoint: EndpointConfig) -> str:
+    """Which server answers, as the cache key names it: ``scheme://host:port/path``.
+
+    Two servers behind the same model name answer differently, so the endpoint is part of
+    every key. Normalized so that spellings of one URL are one endpoint: scheme and host in
+    lower case, the default port written out, no trailing slash. Never the API key, and never
+    what a URL may carry beside the address (``user:password@``, a query such as
+    ``?api-key=...``, a fragment). The embedded local model (no key sent, on loopback: see
+    ``flows.local.endpoint``) listens on a new free port each run; its served name is the
+    model file's, so it is keyed as one endpoint.
+    """
+    url = urlsplit((endpoint.base_url or "").strip())
+    scheme = url.scheme.lower()
+    host = (url.hostname or "").lower()
+    if not endpoint.send_api_key and host in LOOPBACK_HOSTS:
+        return EMBEDDED_MODEL
+    try:
+        port: int | str | None = url.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: keep the text, still without userinfo
+        port = url.netloc.rpartition(":")[2]
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"{shown_host}:{port}" if port else shown_host
+    return f"{scheme}://{address}{url.path.rstrip('/')}"
+
+
+def reusable(content: str, finish_reason: str | None) -> bool:
+    """Whether an answer may be kept in the cache and served from it.
+
+    An empty answer or one that did not end normally (cut off, filtered, aborted) is a bad
+    moment of the server, not its answer: a later run asks again rather than replay it.
+    """
+    return bool(content.strip()) and finish_problem(finish_reason) is None
 
 
 def side_request(role: str, completion: Completion, cached: bool) -> SideRequest:
@@ -47,6 +88,7 @@ class ModelCalls:
         self.client = client
         self.cache = cache
         self.endpoint = endpoint
+        self.endpoint_id = endpoint_identity(endpoint)
         self.logprobs = logprobs
         self.cache_hits = 0
         self.tokens = 0
@@ -76,6 +118,7 @@ class ModelCalls:
         if sample and self.endpoint.seed is not None:
             sampling["seed"] = self.endpoint.seed + sample
         request: dict[str, Any] = {
+            "endpoint": self.endpoint_id,
             "model": self.endpoint.model,
             "messages": messages,
             "sampling": sampling,
@@ -102,7 +145,7 @@ class ModelCalls:
             return completion, True
         completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
         self.tokens += completion.usage.tokens
-        if self.cache is not None:
+        if self.cache is not None and reusable(completion.content, completion.finish_reason):
             answer = CachedAnswer(
                 content=completion.content,
                 finish_reason=completion.finish_reason,
@@ -115,11 +158,13 @@ class ModelCalls:
         return completion, False
 
     def _cached(self, key: str) -> CachedAnswer | None:
-        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served."""
+        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served,
+        and so is an unusable answer that an earlier release wrote (see :func:`reusable`)."""
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             return None
         try:
-            return CachedAnswer.model_validate(raw)
+            answer = CachedAnswer.model_validate(raw)
         except ValidationError:
             return None
+        return answer if reusable(answer.content, answer.finish_reason) else None

@@ -18,6 +18,7 @@ from flows.config.run import RunConfig
 from flows.data.records import Draft, Item, SideRequest, StopReason, Trajectory
 from flows.llm.calls import ModelCalls, side_request
 from flows.llm.client import Completion
+from flows.llm.finish import finish_problem
 from flows.loop.checks import Assessor
 from flows.loop.plan import Judge, LoopPlan
 from flows.loop.render import StepRenderer
@@ -92,8 +93,8 @@ def draft_problems(completion: Completion, text: str) -> list[str]:
         problems.append("the model returned an empty answer")
     elif not text:
         problems.append("the answer is empty after post-processing")
-    if completion.finish_reason == "length":
-        problems.append("the answer was cut off at max_tokens (finish_reason=length)")
+    if (ended := finish_problem(completion.finish_reason)) is not None:
+        problems.append(ended)  # a cut or filtered half-answer is never complete text
     return problems
 
 
@@ -255,6 +256,10 @@ class Refiner:
     async def _judge(self, run: ItemRun, draft: Draft, judge: Judge) -> None:
         """The LLM judge's score of ``draft``: an extra request, counted like any other."""
         completion = await self._side_request(run, draft, "judge")
+        if (ended := finish_problem(completion.finish_reason)) is not None:
+            # a score in a cut or filtered answer may be a fragment ("Score: 1" of "10/10")
+            draft.reward_notes.append(f"reward {judge.label} unavailable: {ended}")
+            return
         try:
             score = parse_judge_score(completion.content, judge.scale_max)
             draft.rewards[judge.label] = round(score, 6)
@@ -264,12 +269,19 @@ class Refiner:
     async def _critique(self, run: ItemRun, draft: Draft) -> StopReason | None:
         """Self-Refine: the critique becomes the next step's ``feedback``, or ends the item."""
         completion = await self._side_request(run, draft, "critique")
+        if finish_problem(completion.finish_reason) is not None:
+            # A cut or filtered critique is no verdict: it neither ends the item (its stop
+            # phrase may be the start of "NO ISSUES except ...") nor feeds the next step; the
+            # request stays in the draft's side_requests with its text.
+            return self._budget_stop(run)
         draft.critique = completion.content.strip()
         if self.config.critique.stop_phrase.casefold() in draft.critique.casefold():
             return "critic_satisfied"
-        if self.budget.spent(run.drafts, self.calls.tokens):
-            return "token_budget"
-        return None
+        return self._budget_stop(run)
+
+    def _budget_stop(self, run: ItemRun) -> StopReason | None:
+        """``token_budget`` when the item's or the run's tokens are spent, else None."""
+        return "token_budget" if self.budget.spent(run.drafts, self.calls.tokens) else None
 
     async def _side_request(self, run: ItemRun, draft: Draft, role: str) -> Completion:
         """Render ``<task>/<role>.j2`` about the latest draft, ask, and record the request."""

@@ -1,7 +1,9 @@
-"""The request cache: content-addressed keys, atomic JSON entries, corrupt entries as misses."""
+"""The request cache: content-addressed keys (the endpoint among them), atomic JSON entries,
+corrupt entries and unusable answers as misses."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 from pathlib import Path
@@ -9,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from flows.config.run import EndpointConfig
+from flows.config.run import EndpointConfig, RetryConfig
 from flows.llm.cache import FORMAT, RequestCache, request_key
+from flows.llm.calls import ModelCalls, endpoint_identity
+from flows.llm.client import ChatClient
+from tests.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -88,16 +93,60 @@ def test_key_changes_with_anything_that_changes_the_answer(changed: dict[str, An
     assert request_key(changed) != request_key(_request(BASE))
 
 
-def test_key_ignores_dict_order_and_settings_that_do_not_change_the_answer() -> None:
+def test_key_ignores_dict_order() -> None:
     base = _request(BASE)
     reordered = dict(reversed(list(base.items())))
     reordered["messages"] = [dict(reversed(list(m.items()))) for m in MESSAGES]
-    # The endpoint's URL is not part of the request: the same model elsewhere answers alike.
-    moved = _request(BASE.model_copy(update={"base_url": "http://other:8000/v1"}))
-    keys = {request_key(base), request_key(reordered), request_key(moved)}
+    keys = {request_key(base), request_key(reordered)}
     assert len(keys) == 1
     [key] = keys
     assert len(key) == 64 and int(key, 16) >= 0
+
+
+def _identity(base_url: str, **changes: Any) -> str:
+    return endpoint_identity(EndpointConfig(base_url=base_url, model="m", **changes))
+
+
+def test_the_endpoint_is_named_one_way_however_its_url_is_spelled() -> None:
+    spellings = [
+        "http://127.0.0.1:8080/v1",
+        "http://127.0.0.1:8080/v1/",
+        "HTTP://127.0.0.1:8080/v1",
+        " http://127.0.0.1:8080/v1 ",
+        "http://user:pw@127.0.0.1:8080/v1?api-key=sk-abc#frag",
+    ]
+    assert {_identity(url) for url in spellings} == {"http://127.0.0.1:8080/v1"}
+    assert _identity("https://API.Example.com/v1/") == _identity("https://api.example.com:443/v1")
+    assert _identity("https://api.example.com/v1") == "https://api.example.com:443/v1"
+    assert _identity("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "http://127.0.0.1:8081/v1",
+        "http://127.0.0.2:8080/v1",
+        "https://127.0.0.1:8080/v1",
+        "http://127.0.0.1:8080/v2",
+        "http://127.0.0.1:8080/proxy/v1",
+    ],
+    ids=["port", "host", "scheme", "path", "prefix"],
+)
+def test_another_server_is_another_endpoint(other: str) -> None:
+    assert _identity(other) != _identity("http://127.0.0.1:8080/v1")
+
+
+def test_the_endpoint_name_holds_no_secret() -> None:
+    name = _identity("https://alice:hunter2@api.example.com/v1?api-key=sk-abcdef123456&x=1")
+    assert name == "https://api.example.com:443/v1"
+
+
+def test_the_embedded_local_model_is_one_endpoint_on_any_port() -> None:
+    """It listens on a new free port every run and is sent no key (flows.local.endpoint)."""
+    first = _identity("http://127.0.0.1:41234/v1", send_api_key=False)
+    assert first == _identity("http://127.0.0.1:39999/v1", send_api_key=False)
+    assert first != _identity("http://127.0.0.1:41234/v1")  # a server of the user's own
+    assert _identity("https://api.example.com/v1", send_api_key=False).startswith("https://")
 
 
 # -- entries ---------------------------------------------------------------------------------
@@ -216,3 +265,89 @@ def test_concurrent_writers_never_show_a_partial_entry(tmp_path: Path) -> None:
     final = seen[-1]
     assert final is not None and final["n"] == 199
     assert [p.name for p in root.rglob("*") if p.is_file()] == [f"{key}.json"]
+
+
+# -- text that is not valid Unicode ------------------------------------------------------------
+
+LONE = "A cat \ud83d sat."  # half of an emoji, cut from its pair
+
+
+def test_a_lone_surrogate_gets_a_key_and_valid_text_keeps_its_old_key() -> None:
+    odd = request_key(_request(messages=[{"role": "user", "content": LONE}]))
+    plain = request_key(_request(messages=[{"role": "user", "content": "A cat sat."}]))
+    assert len(odd) == 64 and odd != plain
+    # valid text is keyed as earlier releases keyed it: plain UTF-8 of the canonical JSON
+    request = _request(messages=[{"role": "user", "content": "Le chat 猫 🐈"}])
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert request_key(request) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_an_answer_with_a_lone_surrogate_is_stored_without_crashing_and_reads_as_a_miss(
+    tmp_path: Path,
+) -> None:
+    cache = RequestCache(tmp_path)
+    key = request_key(_request(messages=[{"role": "user", "content": LONE}]))
+    cache.put(key, {**ANSWER, "content": LONE})
+    assert cache.write_errors == 0
+    assert cache.get(key) is None  # never a wrong answer; the request is asked again
+    [path] = [p for p in tmp_path.rglob("*") if p.is_file()]  # no temp file left behind
+    assert path.name == f"{key}.json"
+    cache.put(key, ANSWER)
+    assert cache.get(key) == ANSWER
+
+
+# -- which answers the cache keeps: through ModelCalls, over HTTP --------------------------------
+
+
+async def _ask(server: FakeOpenAI, cache: RequestCache) -> tuple[str, bool]:
+    """One step-1 request through a real client and the cache: the answer and whether cached."""
+    endpoint = EndpointConfig(base_url=server.base_url, model="m", seed=7)
+    client = ChatClient(endpoint, RetryConfig(max_attempts=1), None, max_in_flight=1)
+    try:
+        completion, cached = await ModelCalls(client, cache, endpoint).complete(MESSAGES, 1)
+    finally:
+        await client.aclose()
+    return completion.content, cached
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(content=""),
+        Reply(content="  \n"),
+        Reply(content="Half a sen", finish_reason="length"),
+        Reply(content="Filtered half", finish_reason="content_filter"),
+        Reply(content="Odd end", finish_reason="xyz"),
+    ],
+    ids=["empty", "blank", "length", "content_filter", "unknown"],
+)
+async def test_an_unusable_answer_is_not_kept_and_asked_again(
+    fake_server: FakeOpenAI, tmp_path: Path, reply: Reply
+) -> None:
+    cache = RequestCache(tmp_path / "cache")
+    fake_server.script([reply, Reply(content="A cat sat on the mat.")])
+    assert await _ask(fake_server, cache) == (reply.content, False)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
+    assert await _ask(fake_server, cache) == ("A cat sat on the mat.", False)
+    assert await _ask(fake_server, cache) == ("A cat sat on the mat.", True)
+    assert len(fake_server.chat_requests()) == 2
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{"content": ""}, {"finish_reason": "length"}, {"finish_reason": "content_filter"}],
+    ids=["empty", "length", "content_filter"],
+)
+async def test_an_unusable_answer_an_earlier_release_cached_is_a_miss(
+    fake_server: FakeOpenAI, tmp_path: Path, stored: dict[str, str]
+) -> None:
+    cache = RequestCache(tmp_path / "cache")
+    fake_server.script([Reply(content="First."), Reply(content="Asked again.")])
+    assert await _ask(fake_server, cache) == ("First.", False)
+    [path] = list((tmp_path / "cache").rglob("*.json"))
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["answer"].update(stored)  # as the release before this one wrote such answers
+    path.write_text(json.dumps(entry), encoding="utf-8")
+
+    assert await _ask(fake_server, cache) == ("Asked again.", False)
+    assert len(fake_server.chat_requests()) == 2
