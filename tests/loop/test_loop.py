@@ -209,6 +209,45 @@ async def test_judge_reward_is_an_extra_request_parsed_from_the_judge_template(
     assert len(fake_server.chat_requests()) == 2
 
 
+async def test_a_cut_or_filtered_judge_or_critique_answer_is_no_score_and_no_verdict(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", [{"id": "c", "input": "Name a prime above 50."}])
+    fake_server.script([Reply(content="51")], match="Respond to the input above")
+    fake_server.script([Reply(content="53")], match="Write a better answer")
+    fake_server.script(  # "Score: 1" is the start of "Score: 10/10", cut at max_tokens
+        [Reply(content="Score: 1", finish_reason="length"), Reply(content="Good.\nScore: 9/10")],
+        match="Rate the candidate",
+    )
+    fake_server.script(
+        [Reply(content="NO ISSUES with the first half; the secon", finish_reason="content_filter"),
+         Reply(content="No issues.")],
+        match="Review this draft critically",
+    )  # fmt: skip
+    judge = {"name": "judge", "scale_max": 10}
+    config = make_config(
+        fake_server, tmp_path, task="generic", steps=3, critique={"enabled": True}, rewards=[judge]
+    )
+    await refine_batch(data, tmp_path / "out.jsonl", config)
+
+    (record,) = read_records(tmp_path / "out.jsonl")
+    assert record["stop_reason"] == "critic_satisfied" and record["output"] == "53"
+    first, second = record["drafts"]
+    assert first["rewards"] == {} and first["critique"] is None
+    assert first["reward_notes"] == [
+        "reward judge(scale_max=10) unavailable: "
+        "the answer was cut off at max_tokens (finish_reason=length)"
+    ]
+    assert [(r["role"], r["text"]) for r in first["side_requests"]] == [
+        ("judge", "Score: 1"),
+        ("critique", "NO ISSUES with the first half; the secon"),
+    ]  # kept in the record, counted, never taken as a verdict
+    assert second["rewards"] == {"judge(scale_max=10)": 0.9}
+    assert second["critique"] == "No issues."
+    step_2 = [p for p in user_prompts(fake_server) if "Write a better answer" in p]
+    assert len(step_2) == 1 and "the secon" not in step_2[0]  # no feedback from a cut critique
+
+
 async def test_a_crashing_validator_fails_its_item_only(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
