@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 __all__ = [
     "CachedAnswer",
@@ -51,13 +57,21 @@ class Usage(BaseModel):
 
     ``estimated``: a count was missing from the answer and was estimated from its characters
     (see ``flows.llm.answer.usage_of``); a sum of usages is estimated when any part of it is.
-    Records written before the field existed read as reported (False).
+    It is written only when True, so records of endpoints that report usage keep their shape,
+    and records written before the field existed read as reported (False).
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     estimated: bool = False
+
+    @model_serializer(mode="wrap")
+    def _estimated_only_when_true(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.estimated:
+            data.pop("estimated", None)
+        return data
 
     @property
     def tokens(self) -> int:

@@ -134,3 +134,12 @@ def test_records_and_cache_entries_without_the_field_read_as_reported() -> None:
     assert Draft.model_validate({"step": 1, "text": "x", "usage": old}).usage.estimated is False
     new = CachedAnswer(content="x", finish_reason=None, usage=Usage(estimated=True))
     assert CachedAnswer.model_validate(new.model_dump()).usage.estimated is True
+
+
+def test_estimated_is_written_only_when_true() -> None:
+    # Records of endpoints that report usage keep the shape they always had.
+    assert Usage(prompt_tokens=3).model_dump_json() == (
+        '{"prompt_tokens":3,"completion_tokens":0,"cached_tokens":0}'
+    )
+    draft = Draft(step=1, text="t", usage=Usage(prompt_tokens=3, estimated=True))
+    assert draft.model_dump(mode="json")["usage"]["estimated"] is True
