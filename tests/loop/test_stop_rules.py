@@ -193,12 +193,7 @@ def test_item_tokens_count_side_requests_but_not_cached_tokens() -> None:
 def test_usage_tokens_are_not_written_to_records() -> None:
     usage = Usage(prompt_tokens=3, completion_tokens=4, cached_tokens=2)
     assert usage.tokens == 7
-    assert usage.model_dump() == {
-        "prompt_tokens": 3,
-        "completion_tokens": 4,
-        "cached_tokens": 2,
-        "estimated": False,  # counts the endpoint reported, not estimated from characters
-    }
+    assert usage.model_dump() == {"prompt_tokens": 3, "completion_tokens": 4, "cached_tokens": 2}
     assert Draft(step=1, text="t", usage=usage).model_dump()["usage"] == usage.model_dump()
 
 
