@@ -77,6 +77,26 @@ def test_errors_inside_200_answers_and_content_parts(
     no_secret_anywhere(prefect_server, out, tmp_path / "cache", texts=[result.stdout])
 
 
+def test_a_refusal_inside_a_200_stops_the_run_once(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    fake_server.script([_error_in_200({"message": "Invalid API key", "code": 401})] * 30, "item-")
+    data = write_items(tmp_path / "data.jsonl", 30)
+    out = tmp_path / "out.jsonl"
+    config = write_config(tmp_path / "c.toml")
+
+    result = refine(
+        _args(data, out, config, fake_server.base_url), refine_env(prefect_server, tmp_path)
+    )
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "answered 200 with error 401 in the body" in errors[0]
+    assert "Invalid API key" in result.stderr and "check the API key" in result.stderr
+    assert len(fake_server.chat_requests()) <= 4  # only those already in flight
+    assert out.read_text() == ""  # unfinished items are left for a rerun
+
+
 def test_an_endpoint_without_usage_still_spends_the_token_budget(
     fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
