@@ -118,11 +118,23 @@ class EnvironmentSettings(BaseSettings):
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML table of ``path``; raises ConfigError naming the file (and the line, where the
+    text is at fault) for a missing, unreadable, non-UTF-8 or malformed file."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")  # TOML is UTF-8 by definition (toml.io, "Spec")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 

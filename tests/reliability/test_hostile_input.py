@@ -225,19 +225,9 @@ CONFIG_CASES: dict[str, tuple[bytes, bytes | None, list[str]]] = {
 }
 
 
-TOML_NOT_UTF8 = pytest.mark.xfail(
-    strict=True,
-    reason="flows/config/run.py _read_config_file lets tomllib's UnicodeDecodeError out as a "
-    "traceback; it should be a ConfigError naming the file (owner of flows/config)",
-)
-
-
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(case, marks=TOML_NOT_UTF8) if "not UTF-8" in case and "TOML" in case else case
-        for case in CONFIG_CASES
-    ],
+    list(CONFIG_CASES),
 )
 def test_text_from_demos_templates_and_config_is_checked_before_any_request(
     fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path, case: str
