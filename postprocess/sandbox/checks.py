@@ -107,7 +107,9 @@ class SandboxTests:
     def run(self, code: str, tests: str) -> SandboxResult:
         """The result of ``code`` against ``tests``; blocking. Raises InvalidTests and
         SandboxUnavailable as :func:`~postprocess.sandbox.run_code_tests` does."""
-        key = hashlib.sha256(f"{len(code)}:{code}{tests}".encode()).hexdigest()
+        key = hashlib.sha256(
+            f"{len(code)}:{code}{tests}".encode("utf-8", "surrogatepass")
+        ).hexdigest()
         with self._lock:
             if (hit := self._memo.get(key)) is not None:
                 self._memo.move_to_end(key)
