@@ -149,20 +149,32 @@ def _error_message(error: Any, body: Mapping[str, Any]) -> str:
     return orjson.dumps(body).decode()[:300]
 
 
+def _holds_text(choice: Any) -> bool:
+    """Whether a choice carries an answer's text (a refusal or nothing at all is no text)."""
+    message = choice.get("message") if isinstance(choice, Mapping) else None
+    try:
+        return bool(answer_text(message if isinstance(message, Mapping) else {}))
+    except UnusableAnswer:
+        return False
+
+
 def raise_if_error(body: Any) -> None:
     """Raise :class:`ErrorAnswer` when ``body`` is an error rather than an answer.
 
-    That is ``{"error": {...}}`` (or a plain string) or vLLM's ``{"object": "error", ...}``,
-    without a non-empty ``choices`` list: an answer with choices is an answer, whatever else
-    the gateway put beside it (many send ``"error": null`` on every answer).
+    That is ``{"error": {...}}`` (or a plain string) or vLLM's ``{"object": "error", ...}``
+    with no choices, or an error beside (or, as OpenRouter sends it, inside) a first choice
+    that holds no text. A choice with text is an answer, whatever else the gateway put beside
+    it (many send ``"error": null`` on every answer).
     """
     if not isinstance(body, dict):
         return
     choices = body.get("choices")
-    if isinstance(choices, list) and choices:
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if first is not None and _holds_text(first):
         return
-    error = body.get("error")
-    if not error and body.get("object") == "error":
+    inner = first.get("error") if isinstance(first, Mapping) else None
+    error = inner or body.get("error")
+    if not error and first is None and body.get("object") == "error":
         error = body
     if not error:
         return
@@ -262,6 +274,8 @@ def _prompt_chars(messages: Sequence[Mapping[str, Any]]) -> int:
 def usage_of(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], text: str) -> Usage:
     """Token counts as the endpoint reported them, each missing one estimated.
 
+    The estimates: prompt tokens = characters of the messages' contents / 4, completion tokens
+    = characters of the answer / 4, each rounded up (:data:`CHARS_PER_TOKEN`).
     A prompt count of 0 is missing too (every request has a prompt), and so is a completion
     count of 0 for an answer that is not empty: servers that do not count send zeros.
     ``estimated`` is True when either count was estimated.

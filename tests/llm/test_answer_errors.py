@@ -149,6 +149,27 @@ async def test_choices_win_over_an_error_beside_them(
     assert (completion.content, completion.attempts) == ("A cat sat.", 1)
 
 
+OPENROUTER_ERROR_CHOICE = (  # an upstream failure after the answer began, as OpenRouter sends it
+    '{"id": "gen-1", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": '
+    '"error", "message": {"role": "assistant", "content": ""}, "error": {"code": 502, '
+    f'"message": "{OVERLOADED}"}}}}]}}'
+)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(raw_body=OPENROUTER_ERROR_CHOICE),
+        Reply(content="", body_fields={"error": {"message": OVERLOADED, "code": 502}}),
+    ],
+)
+async def test_an_error_with_a_choice_that_holds_no_text_is_the_error(
+    fake_server: FakeOpenAI, make_client: MakeClient, sleeper: SleepRecorder, reply: Reply
+) -> None:
+    failure = await error_after_three_attempts(fake_server, make_client, sleeper, reply)
+    assert failure.status == 502 and OVERLOADED in str(failure)
+
+
 async def test_an_error_in_a_200_never_quotes_the_key(
     fake_server: FakeOpenAI,
     make_client: MakeClient,
