@@ -125,7 +125,9 @@ def _csv_rows(data: bytes) -> tuple[Rows, list[FieldProblem]]:
                 column = header[record.column]
             problems.append(FieldProblem(record.line, column, record.problem))
             if header is None:
-                break
+                lost = _last_line(text) - record.line
+                problems.append(FieldProblem(record.line, None, _no_header(lost)))
+                return rows, problems
         elif header is None:
             header = record.values
             problems += _header_problems(header, record.line)
@@ -190,10 +192,19 @@ def _count_lines(text: str, start: int, end: int) -> int:
     return len(_NEWLINE.findall(text, start, end))
 
 
+def _last_line(text: str) -> int:
+    """The number of the last line of ``text`` (a final line break ends a line, starts none)."""
+    return _count_lines(text, 0, len(text)) + (0 if text.endswith(("\n", "\r")) else 1)
+
+
+def _no_header(lost: int) -> str:
+    """The problem of a header that cannot be read, with ``lost`` lines after it."""
+    return f"the header cannot be read, so none of the {lost} line(s) after it were read as rows"
+
+
 def _unclosed(text: str, quote_line: int) -> str:
     """The problem of a quote opened on ``quote_line`` that runs to the end of the file."""
-    last = _count_lines(text, 0, len(text)) + (0 if text.endswith(("\n", "\r")) else 1)
-    lost = last - quote_line
+    lost = _last_line(text) - quote_line
     after = f", so the {lost} line(s) after it were not read" if lost else ""
     return f"a quote opened on line {quote_line} is never closed{after}"
 

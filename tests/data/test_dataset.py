@@ -356,3 +356,11 @@ def test_text_that_is_not_valid_unicode_is_named_by_line_and_field(
 def test_a_paired_surrogate_escape_is_one_character_and_fine(tmp_path: Path) -> None:
     [item] = read_items(_write(tmp_path, "data.jsonl", r'{"text": "smile \ud83d\ude00"}' + "\n"))
     assert item.fields["text"] == "smile \U0001f600"
+
+
+def test_an_unreadable_csv_header_says_how_many_lines_went_unread(tmp_path: Path) -> None:
+    _, problems = read_rows(_write(tmp_path, "data.csv", b"id,te\xffxt\na,b\n\nc,d\n"))
+    assert [(p.line, p.message) for p in problems] == [
+        (1, "not UTF-8 (byte 6 of the line)"),
+        (1, "the header cannot be read, so none of the 3 line(s) after it were read as rows"),
+    ]
