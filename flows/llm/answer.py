@@ -27,6 +27,7 @@ __all__ = [
     "UnusableAnswer",
     "answer_text",
     "decode_body",
+    "estimate_tokens",
     "raise_if_error",
     "token_logprobs",
     "usage_of",

@@ -12,13 +12,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import (
-    AbstractAsyncContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
-    nullcontext,
-)
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +39,8 @@ from flows.llm.retry import (
     is_retryable,
     retry_after_seconds,
 )
-from refine.errors import ConfigError, EndpointError, FatalEndpointError
+from flows.llm.slots import prefect_slot
+from refine.errors import EndpointError, FatalEndpointError
 
 __all__ = ["ChatClient", "Completion"]
 
@@ -91,29 +87,6 @@ def _server_message(exc: openai.APIStatusError) -> str:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-@asynccontextmanager
-async def _prefect_slot(name: str, wait_s: float) -> AsyncIterator[None]:
-    """Hold one slot of the Prefect global concurrency limit ``name``; a missing limit is a
-    configuration error, not a reason to send requests unlimited."""
-    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
-
-    async with AsyncExitStack() as held:
-        try:  # only the acquisition: a deadline expiring inside the call is not ours to rename
-            await held.enter_async_context(
-                concurrency(name, occupy=1, strict=True, timeout_seconds=wait_s)
-            )
-        except TimeoutError:
-            raise EndpointError(
-                f"no slot of global concurrency limit {name!r} came free within {wait_s:g} s"
-            ) from None
-        except ConcurrencySlotAcquisitionError as exc:
-            raise ConfigError(
-                f"global concurrency limit {name!r} ([endpoint] global_limit) is not usable: "
-                f"{exc}; create it with: prefect gcl create {name} --limit N"
-            ) from None
-        yield
 
 
 class ChatClient:
@@ -169,15 +142,7 @@ class ChatClient:
                     response, on_wire = await self._attempt(messages, logprobs, sampling)
                     raise_if_error(response)  # inside the attempt: the policy may retry it
         except openai.APIStatusError as exc:
-            message = redact(_server_message(exc), self._secret)
-            asked = retry_after_seconds(exc)
-            if asked is not None and is_retryable(exc) and asked > self._retry_after_budget():
-                message += (
-                    f"; it asked to retry after {asked:g} s, more than the retry budget allows "
-                    f"(retry_after_max_s = {self.retry.retry_after_max_s:g}, "
-                    f"max_elapsed_s = {self.retry.max_elapsed_s:g})"
-                )
-            raise self._status_error(exc.status_code, message, attempts) from None
+            raise self._http_error(exc, attempts) from None
         except ErrorAnswer as exc:
             raise self._error_answer(exc, attempts) from None
         except openai.APIConnectionError as exc:
@@ -238,7 +203,7 @@ class ChatClient:
         """
         if self.endpoint.global_limit is None:
             return nullcontext()
-        return _prefect_slot(self.endpoint.global_limit, self.retry.max_elapsed_s)
+        return prefect_slot(self.endpoint.global_limit, self.retry.max_elapsed_s)
 
     def _body(
         self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None = None
@@ -276,12 +241,24 @@ class ChatClient:
             f"{url} {answered} after {attempts} attempt(s): {message}", status=status, url=url
         )
 
+    def _http_error(self, exc: openai.APIStatusError, attempts: int) -> EndpointError:
+        """An HTTP error status: its error, quoting the server and a Retry-After past budget."""
+        message = redact(_server_message(exc), self._secret)
+        asked = retry_after_seconds(exc)
+        if asked is not None and is_retryable(exc) and asked > self._retry_after_budget():
+            message += (
+                f"; it asked to retry after {asked:g} s, more than the retry budget allows "
+                f"(retry_after_max_s = {self.retry.retry_after_max_s:g}, "
+                f"max_elapsed_s = {self.retry.max_elapsed_s:g})"
+            )
+        return self._status_error(exc.status_code, message, attempts)
+
     def _error_answer(self, exc: ErrorAnswer, attempts: int) -> EndpointError:
         """A 200 whose body is an error: the error of the status it names, quoting it."""
         message = redact(exc.message, self._secret)
         if exc.status is None:
             return EndpointError(
-                f"{self.endpoint.base_url} answered 200 with an error and no choices "
+                f"{self.endpoint.base_url} answered 200 with an error in the body "
                 f"after {attempts} attempt(s): {message}",
                 url=self.endpoint.base_url,
             )
