@@ -71,9 +71,10 @@ class _Utf8Loader(jinja2.FileSystemLoader):
             pieces = jinja2.loaders.split_template_path(template)
             found = (os.path.join(folder, *pieces) for folder in self.searchpath)
             path = next((p for p in found if os.path.isfile(p)), template)
+            lines = exc.object[: exc.start].split(b"\n")
+            where = f"line {len(lines)}, byte {len(lines[-1]) + 1}"
             raise TemplateError(
-                f"template {template} ({path}) is not UTF-8 (byte {exc.start + 1}): "
-                "save it as UTF-8"
+                f"template {template} ({path}) is not UTF-8 ({where}): save it as UTF-8"
             ) from None
 
 

@@ -9,7 +9,6 @@ are reported and left out, and the rest run.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +20,7 @@ from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
 from flows.loop.render import StepRenderer
 from prompts import ENGINE_VARIABLES, ROLES, check_rows
+from prompts.values import show_value
 from refine.errors import FieldProblem, InputError
 
 __all__ = [
@@ -100,11 +100,14 @@ def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
 
 
 def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProblem]:
-    """A problem for each field longer than a whole prompt may be: it can never render."""
+    """A problem for each field longer than a whole prompt may be: it can never render.
+
+    A field is measured as templates print it (an object or a list as its JSON text).
+    """
     problems = []
     for item in items:
         for name, value in item.fields.items():
-            size = len(value) if isinstance(value, str) else len(_as_json(value))
+            size = len(str(show_value(value)))
             if size > max_prompt_chars:
                 problems.append(
                     FieldProblem(
@@ -115,11 +118,6 @@ def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProb
                     )
                 )
     return problems
-
-
-def _as_json(value: object) -> str:
-    """A non-text value as templates render it: JSON text (see ``prompts.loader``)."""
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def load_input(path: Path, config: RunConfig) -> CheckedInput:

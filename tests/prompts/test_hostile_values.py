@@ -98,10 +98,10 @@ def test_missing_value_spellings_are_text_unless_named(tmp_path: Path) -> None:
 
 
 def test_a_template_that_is_not_utf8_is_a_template_error_naming_its_file(tmp_path: Path) -> None:
-    bad = _write(tmp_path, "mine/part.j2", b"caf\xe9 {{ body }}")
+    bad = _write(tmp_path, "mine/part.j2", b"Dear reader,\ncaf\xe9 {{ body }}")
     _write(tmp_path, "mine/initial.j2", '{% include "mine/part.j2" %}')
     env = build_environment([tmp_path])
-    expected = f"template mine/part.j2 ({bad}) is not UTF-8 (byte 4): save it as UTF-8"
+    expected = f"template mine/part.j2 ({bad}) is not UTF-8 (line 2, byte 4): save it as UTF-8"
     with pytest.raises(TemplateError) as direct:
         env.render("mine/part.j2", {"body": "b"})
     with pytest.raises(TemplateError) as included:

@@ -209,7 +209,7 @@ CONFIG_CASES: dict[str, tuple[bytes, bytes | None, list[str]]] = {
     "a template that is not UTF-8": (
         b"",
         b"Caf\xe9 {{ text }}",
-        ["template summarize/initial.j2 (", "initial.j2) is not UTF-8 (byte 4)"],
+        ["template summarize/initial.j2 (", "initial.j2) is not UTF-8 (line 1, byte 4)"],
     ),
     "a template that writes half an emoji": (
         b"",
