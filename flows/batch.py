@@ -25,22 +25,14 @@ from flows.config.run import RunConfig
 from flows.data.output import OutputLog
 from flows.data.records import Item, Trajectory
 from flows.loop.assemble import open_refiner
-from flows.loop.preflight import CheckedInput, check_items, load_input
+from flows.loop.preflight import check_items, load_input
 from flows.loop.refiner import ItemRun, Refiner
 from flows.ui.artifacts import ProgressFeed, run_dashboard
 from flows.ui.labels import batch_run_name
 from flows.ui.summary import BatchSummary, Tally
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
-__all__ = [
-    "BatchSummary",
-    "fix_step",
-    "input_rows_read",
-    "plan_chunks",
-    "refine_batch",
-    "refine_one",
-    "refine_step",
-]
+__all__ = ["BatchSummary", "fix_step", "plan_chunks", "refine_batch", "refine_one", "refine_step"]
 
 
 class Chunk:
@@ -265,7 +257,7 @@ async def _run_batch(
             cache_hits = refiner.calls.cache_hits
     summary = BatchSummary(
         output_path=output_path,
-        rows_read=input_rows_read(checked),
+        rows_read=checked.rows_read,
         invalid=len(checked.skipped_lines),
         items=len(items),
         skipped=skipped,
@@ -283,12 +275,6 @@ async def _run_batch(
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
     return summary
-
-
-def input_rows_read(checked: CheckedInput) -> int:
-    """The records found in the input file, good and bad: the valid items and the rows left
-    out as invalid (each line once)."""
-    return len(checked.items) + len(checked.skipped_lines)
 
 
 @flow(name="refine-one", log_prints=False)

@@ -231,10 +231,8 @@ def _run(
 
 def _print_skipped(input_path: Path, checked: CheckedInput) -> None:
     """Name each input row left out as invalid, before the run starts."""
-    from flows.batch import input_rows_read
-
     lines = "\n".join(f"  {input_path}:{problem}" for problem in checked.skipped)
-    invalid, read = len(checked.skipped_lines), input_rows_read(checked)
+    invalid, read = len(checked.skipped_lines), checked.rows_read
     Console(stderr=True).print(
         f"[yellow]skipped {invalid} invalid row(s) of {read} read (--skip-invalid):[/]\n"
         + escape(lines),
