@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+from collections import Counter
 from typing import Any
 
 from refine.errors import FieldProblem
@@ -86,10 +87,22 @@ def _finite(text: str) -> float:
     return number
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) < len(pairs):  # json would keep the last value and drop the other silently
+        counts = Counter(key for key, _ in pairs)
+        twice = next(key for key, _ in pairs if counts[key] > 1)
+        shown = twice.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise _NotJson(f"the key '{shown}' appears twice in one object")
+    return row
+
+
 def _load_object(number: int, text: str) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
     """One line's object, or None and why not."""
     try:
-        row = json.loads(text, parse_constant=_constant, parse_float=_finite)
+        row = json.loads(
+            text, parse_constant=_constant, parse_float=_finite, object_pairs_hook=_unique_keys
+        )
     except json.JSONDecodeError as exc:
         return None, [FieldProblem(number, None, f"not valid JSON: {exc.msg}")]
     except _NotJson as exc:
@@ -104,8 +117,9 @@ def parse_jsonl(data: bytes) -> tuple[Rows, list[FieldProblem]]:
     """``(line number, object)`` for each non-blank line, and a problem for each bad one.
 
     A line is bad when it is not UTF-8, not JSON (``NaN``, ``Infinity`` and numbers past a
-    float's range included: Python's json would read them as floats that render as ``nan``),
-    not an object, or holds a string or key that is not valid Unicode (each one named).
+    float's range included: Python's json would read them as floats that render as ``nan``; an
+    object naming a key twice too: json would keep one value silently), not an object, or holds
+    a string or key that is not valid Unicode (each one named).
     """
     rows: Rows = []
     problems: list[FieldProblem] = []

@@ -315,9 +315,10 @@ def test_a_csv_header_naming_a_column_twice_concerns_the_whole_file(tmp_path: Pa
         ('{"text": NaN}', "not valid JSON: NaN is not a JSON value; write null, or the text"),
         ('{"text": -Infinity}', "not valid JSON: -Infinity is not a JSON value"),
         ('{"n": 1e999}', "not valid JSON: the number 1e999 is too large for a 64-bit float"),
+        ('{"text": "a", "m": {"k": 1, "k": 2}}', "not valid JSON: the key 'k' appears twice"),
     ],
 )
-def test_numbers_json_cannot_hold_are_refused_naming_the_line(
+def test_values_json_cannot_hold_are_refused_naming_the_line(
     tmp_path: Path, line: str, message: str
 ) -> None:
     items, problems = read_rows(_write(tmp_path, "data.jsonl", '{"text": "ok"}\n' + line + "\n"))

@@ -42,6 +42,7 @@ JSONL_ROWS = [
     '{"id": "null", "text": null}',
     '{"id": "empty", "text": ""}',
     '{"id": "blank", "text": "  \\n "}',
+    '{"id": "twice", "text": "one value", "text": "another"}',
     '{"id": "item-0002", "text": "Report item-0002: all well."}',
 ]
 
@@ -58,6 +59,7 @@ JSONL_PROBLEMS = [
     (10, "field 'text': is null, but template summarize/initial.j2"),
     (11, "field 'text': is empty, but template summarize/initial.j2"),
     (12, "field 'text': holds only whitespace, but template summarize/initial.j2"),
+    (13, "not valid JSON: the key 'text' appears twice in one object"),
 ]
 
 CSV_DATA = b"".join(
