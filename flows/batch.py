@@ -213,8 +213,8 @@ async def _run_batch(
     items = checked.items
     # the one scan of the output: resume and progress
     with OutputLog(output_path, retry_failed=config.retry_failed) as out:
-        done_before = out.records_before - len(out.retrying)
-        progress.start(items=len(items), done=done_before, offset=out.complete_bytes)
+        # done: ids not taken up again (a retried id counts when its new record lands)
+        progress.start(items=len(items), done=len(out.finished), offset=out.complete_bytes)
         pending = [item for item in items if item.id not in out.finished]
         skipped = len(items) - len(pending)
         retried = sum(item.id in out.retrying for item in pending)

@@ -187,6 +187,16 @@ def test_the_watcher_goes_on_from_the_resume_scan_and_waits_for_a_torn_line(
     assert watcher.offset == path.stat().st_size
 
 
+def test_the_watcher_of_a_retry_counts_a_retried_item_once(tmp_path: Path) -> None:
+    path = write(tmp_path / "out.jsonl", [line("a"), line("b", "failed")], tail=b"")
+    with OutputLog(path, retry_failed=True) as out:  # as refine_batch starts its progress
+        watcher = OutputWatcher(path, offset=out.complete_bytes, done=len(out.finished))
+        assert watcher.done == 1  # b is to be done again
+        out.append(Trajectory.model_validate_json(line("b", text="retried")))
+        watcher.poll()
+    assert (watcher.done, watcher.failed, watcher.ids) == (2, 0, {"b"})
+
+
 def test_a_missing_file_is_empty_to_figures_and_an_error_to_eval(tmp_path: Path) -> None:
     missing = tmp_path / "missing.jsonl"
     assert read_run_stats(missing).records == 0
