@@ -82,7 +82,8 @@ def refine_on_dask(
     """
     logger = get_run_logger()
     folder = output_path.with_name(output_path.name + ".shards")
-    inputs = split_dataset(input_path, folder, shards, done_ids(output_path))
+    retry = config.retry_failed
+    inputs = split_dataset(input_path, folder, shards, done_ids(output_path, retry_failed=retry))
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
     share = config.model_copy(update={"concurrency": math.ceil(config.concurrency / shards)})
     futures = [
@@ -91,7 +92,7 @@ def refine_on_dask(
         if shard_in.stat().st_size > 0  # a resumed run may leave a shard with nothing to do
     ]
     results = [future.result() for future in futures]
-    merged = merge_parts(output_path, parts)
+    merged = merge_parts(output_path, parts, retry_failed=retry)
     with OutputLog(output_path) as out:
         finished, failed = len(out.finished), len(out.failed)
     logger.info("merged %d records from %d Dask shards into %s", merged, shards, output_path)

@@ -61,17 +61,19 @@ def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -
     return paths
 
 
-def merge_parts(output_path: Path, parts: list[Path]) -> int:
+def merge_parts(output_path: Path, parts: list[Path], *, retry_failed: bool = False) -> int:
     """Append the parts' records to the output, each id once; return how many were added.
 
     Each part is read by the rules of :mod:`flows.data.output_reader` (its torn tail left out, the
-    first record of an id kept); a part that is missing (its shard never started) adds nothing.
+    latest record of an id kept); a part that is missing (its shard never started) adds nothing.
+    With ``retry_failed``, an id whose latest record in the output is failed takes one new record
+    (appended: it supersedes the failed one), as a ``--retry-failed`` run of one process does.
 
     Raises:
         InputError: the output or a part holds a line that is not a record (file and line named).
     """
     added = 0
-    with OutputLog(output_path) as out:
+    with OutputLog(output_path, retry_failed=retry_failed) as out:
         for part in parts:
             if not part.exists():
                 continue
@@ -80,12 +82,13 @@ def merge_parts(output_path: Path, parts: list[Path]) -> int:
     return added
 
 
-def done_ids(output_path: Path) -> set[str]:
-    """The ids the output holds (none when it does not exist yet), read by the resume scan of
+def done_ids(output_path: Path, *, retry_failed: bool = False) -> set[str]:
+    """The ids not to run again (none when the output does not exist yet): those the output
+    holds, less the failed ones with ``retry_failed``; read by the resume scan of
     :class:`~flows.data.output.OutputLog`, which also cuts a torn tail off."""
     if not output_path.exists():
         return set()
-    with OutputLog(output_path) as out:
+    with OutputLog(output_path, retry_failed=retry_failed) as out:
         return out.finished
 
 
@@ -122,7 +125,8 @@ async def refine_sharded(
     config = config or RunConfig()
     logger = get_run_logger()
     folder = output_path.with_name(output_path.name + ".shards")
-    inputs = split_dataset(input_path, folder, shards, done_ids(output_path))
+    retry = config.retry_failed
+    inputs = split_dataset(input_path, folder, shards, done_ids(output_path, retry_failed=retry))
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
     calls: list[Awaitable[FlowRun]] = [
         run_deployment(  # type: ignore[misc]  # async caller: awaitable; a sub-flow run of this one
@@ -134,7 +138,7 @@ async def refine_sharded(
     ]
     runs = await asyncio.gather(*calls)
     failed = [run.name for run in runs if not (run.state and run.state.is_completed())]
-    merged = await asyncio.to_thread(merge_parts, output_path, parts)
+    merged = await asyncio.to_thread(merge_parts, output_path, parts, retry_failed=retry)
     records = len(done_ids(output_path))
     logger.info("merged %d records from %d shards into %s", merged, shards, output_path)
     if failed:

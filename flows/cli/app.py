@@ -185,8 +185,6 @@ def _run_dask(
     if task_runner != "dask":
         raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
     config = build_run_config(overrides, config_file)
-    if config.retry_failed:  # shard parts are merged each id once: a retry would never land
-        raise ConfigError("--retry-failed works with the default task runner only")
     config.endpoint.require_target()  # each worker needs the endpoint: no local model here
     load_input(input_path, config)  # every row checked before any worker starts
     probe_endpoint(str(config.endpoint.base_url), config.retry.connect_timeout_s)

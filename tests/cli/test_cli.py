@@ -236,16 +236,3 @@ def test_resume_after_sigkill_writes_each_item_once_and_resends_only_in_flight(
         twice = [times for times in answers.values() if len(times) > 1]
         assert len(twice) <= 16 and all(len(times) == 2 for times in twice)
         assert all(times[0] > killed_at - 0.2 for times in twice)
-
-
-def test_retry_failed_is_refused_by_a_dask_run_before_any_request(
-    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
-) -> None:
-    data = write_dataset(tmp_path / "data.jsonl", 2)
-    out = tmp_path / "out.jsonl"
-    args = ["run", str(data), "--task", "summarize", "-o", str(out), "--retry-failed"]
-    args += ["--task-runner", "dask", "--base-url", fake_server.base_url, "--model", "m"]
-    result = run_refine(args, cli_env(prefect_server, tmp_path))
-    assert result.returncode == 2, result.stderr
-    assert "--retry-failed works with the default task runner only" in result.stderr
-    assert fake_server.chat_requests() == [] and not out.exists()

@@ -10,7 +10,7 @@ import pytest
 from flows.dask_shards import dask_task_runner, refine_on_dask
 from tests.batch_helpers import make_config
 from tests.cli_helpers import cli_env, fake_server_process, read_records, run_refine
-from tests.fake_openai import FakeOpenAI, FakeOpenAIControl
+from tests.fake_openai import FakeOpenAI, FakeOpenAIControl, Reply
 from tests.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.slow
@@ -39,6 +39,32 @@ def test_every_item_once_from_two_dask_workers(fake_server: FakeOpenAI, tmp_path
     )
     assert again.merged == 0 and len(read_records(out)) == 12  # resumed: nothing twice
     assert len(fake_server.chat_requests()) == 24
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_retry_failed_on_dask_appends_one_new_record_per_failed_id(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"id": "{i}", "text": "text {i}"}}\n' for i in range(6)))
+    out = tmp_path / "out.jsonl"
+    config = make_config(fake_server, tmp_path, steps=1, concurrency=4)
+    fake_server.script([Reply(status=400, content="context overflow")], match="text 4")
+    first = refine_on_dask.with_options(task_runner=dask_task_runner(2, None))(
+        data, out, config, shards=2
+    )
+    assert first.failed == 1 and len(fake_server.chat_requests()) == 6
+    before = out.read_bytes()
+
+    retry = config.model_copy(update={"retry_failed": True})
+    again = refine_on_dask.with_options(task_runner=dask_task_runner(2, None))(
+        data, out, retry, shards=2
+    )
+    assert out.read_bytes().startswith(before)  # appended, never rewritten
+    added = read_records(out)[len(before.splitlines()) :]
+    assert [(r["id"], r["status"]) for r in added] == [("4", "ok")]
+    assert again.merged == 1 and again.failed == 0 and again.records == 6
+    assert len(fake_server.chat_requests()) == 7  # only the failed id went out again
 
 
 def test_refine_run_with_the_dask_task_runner(
