@@ -291,7 +291,9 @@ class ChatClient:
         finish_reason = choice.get("finish_reason")
         return Completion(
             content=content,
-            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            # a reason of another type is still a reason, never "none sent" (which reads as a
+            # normal end): its text makes it an unknown, unusable finish
+            finish_reason=None if finish_reason is None else str(finish_reason),
             usage=self._usage(body, messages, content),
             latency_s=latency_s,
             attempts=attempts,

@@ -3,10 +3,12 @@ lists of typed parts, refusals, and reasoning beside the content."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from flows.llm.finish import finish_problem
 from refine.errors import EndpointError, FatalEndpointError
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.llm import test_client
@@ -111,3 +113,21 @@ async def test_a_refusal_beside_text_is_not_a_failure(
 ) -> None:
     fake_server.script([Reply(content="42", message_fields={"refusal": "I'd rather not."})])
     assert (await make_client().complete(MESSAGES)).content == "42"
+
+
+async def test_a_finish_reason_that_is_not_text_is_kept_as_text(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    """Only a missing reason reads as a normal end; a number is an unknown reason the loop
+    treats as a problem of the draft (flows/llm/finish.py)."""
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"content": "42"}, "finish_reason": 3}],
+    }
+    fake_server.script([Reply(raw_body=json.dumps(body))])
+    completion = await make_client().complete(MESSAGES)
+    assert completion.finish_reason == "3"
+    assert finish_problem(completion.finish_reason) == (
+        "the answer ended with finish_reason='3', not a normal stop"
+    )
