@@ -41,6 +41,7 @@ _FIELD = re.compile(r'"(?P<quoted>(?:[^"]|"")*+)(?P<closed>"?)(?P<rest>[^,\r\n]*
 quote; text after the closing quote is kept, as csv does) or plain text up to a comma or line end.
 The possessive ``*+`` keeps ``"a"",b`` from backtracking into a reading csv would not make."""
 
+_Match = re.Match[str]
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # what ``surrogateescape`` makes of a non-UTF-8 byte
 
@@ -152,6 +153,7 @@ def _header_problems(header: list[str], line: int) -> list[FieldProblem]:
 def _records(text: str) -> Iterator[_Record]:
     """Every non-blank record of ``text`` in order; one whose quote never closes is the last."""
     pos, line = 0, 1
+    any_bad = _BAD_BYTE.search(text) is not None
     while pos < len(text):
         start, first = pos, line
         values, end, unclosed = _values(text, pos)
@@ -166,30 +168,33 @@ def _records(text: str) -> Iterator[_Record]:
             return
         line += 1 if newline else 0
         if end > start:  # else a blank line
-            yield _Record(first, values, _not_utf8(text, start, end, first))
+            yield _Record(first, values, _not_utf8(text, start, end, first) if any_bad else None)
 
 
 def _values(text: str, pos: int) -> tuple[list[str], int, tuple[int, int] | None]:
     """The values of the record at ``pos``, where it ends (before its newline), and for a quote
     never closed, ``(its column's index, its position)``."""
     values: list[str] = []
+    match_field = _FIELD.match
     while True:
-        match = cast(re.Match[str], _FIELD.match(text, pos))  # the pattern matches "" too
-        if match.group("quoted") is None:
+        match = cast(_Match, match_field(text, pos))  # the pattern matches "" too
+        quoted, closed, rest = match.group("quoted", "closed", "rest")
+        if quoted is None:
             values.append(match.group())
         else:
-            values.append(match.group("quoted").replace('""', '"') + match.group("rest"))
-            if not match.group("closed"):
+            values.append(quoted.replace('""', '"') + rest)
+            if not closed:
                 return values, match.end(), (len(values) - 1, pos)
         pos = match.end()
-        if not text.startswith(",", pos):
+        if text[pos : pos + 1] != ",":
             return values, pos, None
         pos += 1
 
 
 def _count_lines(text: str, start: int, end: int) -> int:
-    """The line breaks between ``start`` and ``end``."""
-    return len(_NEWLINE.findall(text, start, end))
+    """The line breaks between ``start`` and ``end`` (``\r\n``, ``\r`` or ``\n``)."""
+    crlf = text.count("\r\n", start, end)
+    return text.count("\n", start, end) + text.count("\r", start, end) - crlf
 
 
 def _last_line(text: str) -> int:
