@@ -270,6 +270,7 @@ async def _run_batch(
         cache_hits=cache_hits,
         prompt_tokens=tally.prompt_tokens,
         completion_tokens=tally.completion_tokens,
+        tokens_estimated=tally.tokens_estimated,
         wall_s=round(time.perf_counter() - started, 3),
         stop_reasons=dict(tally.stop_reasons.most_common()),
     )

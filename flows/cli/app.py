@@ -271,6 +271,12 @@ def _run_batch(
     return summary
 
 
+def _tokens(summary: BatchSummary) -> str:
+    """The run's token counts, marked when some of them are estimates (answers without usage)."""
+    counts = f"{summary.prompt_tokens} / {summary.completion_tokens}"
+    return f"{counts} (some estimated)" if summary.tokens_estimated else counts
+
+
 def _print_summary(summary: BatchSummary) -> None:
     """The run's table: where every input row went, then what the run cost."""
     table = Table(title="refine run", show_header=False)
@@ -281,7 +287,7 @@ def _print_summary(summary: BatchSummary) -> None:
         ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
         ("HTTP requests", summary.http_attempts),
         ("cache hits", summary.cache_hits),
-        ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
+        ("prompt / completion tokens", _tokens(summary)),
         ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
         ("wall time", f"{summary.wall_s:.2f} s"),
     ]:

@@ -36,6 +36,7 @@ class BatchSummary(BaseModel):
     completion_tokens: int
     wall_s: float
     stop_reasons: dict[str, int] = {}
+    tokens_estimated: bool = False  # some answers came without usage: counted by estimate
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Tally:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tokens_estimated: bool = False
     stop_reasons: Counter[str] = field(default_factory=Counter)
 
     def add(self, record: Trajectory) -> None:
@@ -59,3 +61,4 @@ class Tally:
                 if not cached:
                     self.prompt_tokens += usage.prompt_tokens
                     self.completion_tokens += usage.completion_tokens
+                    self.tokens_estimated |= usage.estimated

@@ -121,6 +121,7 @@ def test_an_endpoint_without_usage_still_spends_the_token_budget(
     tokens = re.search(r"prompt / completion tokens\W*(\d+) / (\d+)", result.stdout)
     assert tokens is not None, result.stdout[-2000:]
     assert int(tokens[1]) > 0 and int(tokens[2]) > 0
+    assert re.search(r"prompt / completion tokens\W*\d+ / \d+ \(some estimated\)", result.stdout)
     logs = result.stdout + result.stderr
     assert logs.count("reported no token usage") == 1, logs[-3000:]
 
