@@ -10,6 +10,7 @@ their problem lists, so prompts do not grow with T.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -59,8 +60,19 @@ def fill_fields(raw: Mapping[str, Any], kind: TaskKind, config: RunConfig) -> di
     defaults: dict[str, Any] = dict(kind.optional)
     defaults.update({name: getattr(config, key) for name, key in kind.config_defaults.items()})
     fields = dict(defaults)
-    fields.update({k: v for k, v in raw.items() if k not in defaults or v not in (None, "")})
+    fields.update({k: v for k, v in raw.items() if k not in defaults or not _absent(v)})
     return fields
+
+
+def _absent(value: Any) -> bool:
+    """Whether an optional field's value stands for "not given", so its default applies: null,
+    NaN, or text that is empty or only whitespace (a required field holding one of these is a
+    problem of its row: see :mod:`prompts.variables`)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
 
 
 def step_variables(

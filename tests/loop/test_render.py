@@ -60,6 +60,9 @@ def test_translate_languages_come_from_the_config_unless_the_row_sets_them() -> 
     assert renderer.fields(plain)["source_lang"] == "German"
     assert renderer.fields(own)["target_lang"] == "Spanish"
     assert "Italian" in _user(renderer.messages(renderer.fields(plain), [], 1))
+    for blank in ("  \n", None, float("nan")):  # a spreadsheet's blank or NaN cell is absent too
+        row = Item(id="c", line=3, fields={"text": "Hallo", "target_lang": blank})
+        assert renderer.fields(row)["target_lang"] == "Italian", blank
 
 
 def test_placeholder_drafts_are_what_the_dry_run_shows() -> None:
