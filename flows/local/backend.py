@@ -9,28 +9,11 @@ no model process behind.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import signal
-import sys
 from typing import Any
 
+from flows.ops.parent import exit_with_parent
+
 __all__ = ["disable_weight_repacking", "exit_with_parent", "main"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send SIGTERM when the parent dies; exit now if it already has.
-
-    Set in the child itself rather than through ``preexec_fn``, which is unsafe in a parent
-    that runs threads (Prefect's do).
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        sys.exit(1)
 
 
 def disable_weight_repacking() -> None:
