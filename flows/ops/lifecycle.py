@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from refine.errors import ConfigError
+from flows.ops.console import quiet_stopped_runs
+from flows.ops.temp_server import TemporaryServer, wants_temporary_server
 
 __all__ = ["EPHEMERAL_STARTUP_S", "drain_prefect_workers", "offline_prefect"]
 
@@ -15,40 +17,70 @@ EPHEMERAL_STARTUP_S = 180
 on a machine creates the database and registers Prefect's blocks, which took 23 s on 2 busy
 cores (later starts about 11 s), so a new user's first ``refine run`` timed out."""
 
-_TIMED_OUT = "Timed out while attempting to connect to ephemeral Prefect API server"
-
 
 @contextmanager
 def offline_prefect() -> Iterator[None]:
-    """Prefect settings for a run with no network and no server of the user's.
+    """Prefect settings for a run with no network, and its temporary server if it needs one.
 
-    The temporary (ephemeral) server this process may start sends no analytics (which would
+    With no server configured (no ``PREFECT_API_URL``) and Prefect's ephemeral mode on, the run
+    gets a :class:`~flows.ops.temp_server.TemporaryServer` (on PREFECT_HOME's database, like
+    Prefect's own temporary server) that ends with this process, whatever ends it, and stops
+    only once it has recorded everything the run sent. It sends no analytics (which would
     otherwise log an error per attempt on a machine that cannot reach Prefect's telemetry host)
     and may take :data:`EPHEMERAL_STARTUP_S` to start. A server the user runs is not touched.
+    A run stopped by Ctrl-C or a signal does not print Prefect's crash reports (see
+    :mod:`flows.ops.console`).
 
     Raises:
-        ConfigError: the temporary server did not start in time (exit code 2, with what to do),
-            instead of Prefect's RuntimeError and its traceback.
+        ConfigError: the temporary server did not start in time (exit code 2, with what to do).
     """
     from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 
-    with temporary_settings(
-        {PREFECT_SERVER_ANALYTICS_ENABLED: False},
-        set_defaults={"server.ephemeral.startup_timeout_seconds": EPHEMERAL_STARTUP_S},
-    ) as settings:
-        try:
+    with (
+        temporary_settings(
+            {PREFECT_SERVER_ANALYTICS_ENABLED: False},
+            set_defaults={"server.ephemeral.startup_timeout_seconds": EPHEMERAL_STARTUP_S},
+        ) as settings,
+        quiet_stopped_runs(),
+    ):
+        if not wants_temporary_server(settings):
             yield
-        except RuntimeError as exc:
-            if _TIMED_OUT not in str(exc):
-                raise
-            waited = settings.server.ephemeral.startup_timeout_seconds
-            raise ConfigError(
-                f"the temporary Prefect server did not start within {waited} s (a first start "
-                "creates its database, which is slow on a busy machine): run the command again, "
-                "or start a server with `refine server` and export "
-                "PREFECT_API_URL=http://127.0.0.1:4200/api, or raise "
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-            ) from None
+            return
+        server = TemporaryServer(settings)
+        server.start()  # here, in the main thread: see TemporaryServer
+        try:
+            server.wait_ready(settings.server.ephemeral.startup_timeout_seconds)
+            with _api_url(server.api_url):
+                try:
+                    yield
+                finally:
+                    drain_prefect_workers()  # while the server still listens
+        finally:
+            server.stop()
+
+
+@contextmanager
+def _api_url(url: str) -> Iterator[None]:
+    """Point this process's Prefect client at ``url``: this context, and threads that start
+    without one (they read the process-wide settings, else they would start Prefect's own
+    temporary server)."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging import get_logger
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    get_logger().info("Started a temporary Prefect server for this run at %s", url)
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    refresh_global_settings_context()
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+        refresh_global_settings_context()
 
 
 def drain_prefect_workers(timeout: float = 5.0) -> None:
