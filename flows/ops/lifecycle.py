@@ -47,8 +47,8 @@ def offline_prefect() -> Iterator[None]:
             yield
             return
         server = TemporaryServer(settings)
-        server.start()  # here, in the main thread: see TemporaryServer
         try:
+            server.start()  # here, in the main thread: see TemporaryServer
             server.wait_ready(settings.server.ephemeral.startup_timeout_seconds)
             with _api_url(server.api_url):
                 try:
@@ -66,14 +66,19 @@ def _api_url(url: str) -> Iterator[None]:
     temporary server)."""
     from prefect.context import refresh_global_settings_context
     from prefect.logging import get_logger
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-    get_logger().info("Started a temporary Prefect server for this run at %s", url)
+    get_logger().info(
+        "Started a temporary Prefect server for this run at %s (`refine server` runs one that "
+        "lasts, with the UI)",
+        url,
+    )
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     refresh_global_settings_context()
     try:
-        with temporary_settings({PREFECT_API_URL: url}):
+        # no UI URL: the server serves no UI, and is gone once the run ends ("View at" links)
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
             yield
     finally:
         if before is None:

@@ -46,13 +46,16 @@ def events_backlog() -> int | None:
         return None
     from prefect.server.utilities.messaging import memory
 
-    queued = sum(
-        sub._queue.qsize() + sub._retry.qsize()
-        for topic in memory.Topic._topics.values()
-        for sub in topic._subscriptions
-    )
-    # a message taken off a queue counts as consumed only once its handler has returned
-    in_hand = sum(max(0, m["published"] - m["consumed"]) for m in memory.METRICS.values())
+    try:
+        queued = sum(
+            sub._queue.qsize() + sub._retry.qsize()
+            for topic in memory.Topic._topics.values()
+            for sub in topic._subscriptions
+        )
+        # a message taken off a queue counts as consumed only once its handler has returned
+        in_hand = sum(max(0, m["published"] - m["consumed"]) for m in memory.METRICS.values())
+    except (AttributeError, KeyError):  # another Prefect's internals: stop as Prefect would
+        return None
     return max(queued, in_hand)
 
 
