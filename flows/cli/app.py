@@ -1,7 +1,8 @@
 """The ``refine`` command line: the ``run`` command, and every command group registered on it.
 
 Exit codes: 0 every item succeeded, 1 some items failed, 2 bad input or configuration (or an
-endpoint that refuses every request: 401/403/404), 130 interrupted.
+endpoint that refuses every request: 401/403/404), 130 interrupted (Ctrl-C), 143 stopped by
+SIGTERM, 129 by SIGHUP (see flows/ops/signals.py).
 """
 
 from __future__ import annotations
