@@ -19,18 +19,17 @@ are documented in :mod:`prompts.variables`.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import cast
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from prompts.capped import CappedSandbox
+from prompts.template_files import Utf8Loader, template_error
 from prompts.values import show_value
 from refine.errors import ConfigError, TemplateError
 from refine.jsonl import unpaired_surrogate
@@ -59,25 +58,6 @@ their own, a single user message."""
 _WITH_SYSTEM = frozenset({"initial", "refine", "fix"})
 
 
-class _Utf8Loader(jinja2.FileSystemLoader):
-    """A file loader whose undecodable file is a TemplateError naming it, not a traceback."""
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        try:
-            return super().get_source(environment, template)
-        except UnicodeDecodeError as exc:
-            pieces = jinja2.loaders.split_template_path(template)
-            found = (os.path.join(folder, *pieces) for folder in self.searchpath)
-            path = next((p for p in found if os.path.isfile(p)), template)
-            lines = exc.object[: exc.start].split(b"\n")
-            where = f"line {len(lines)}, byte {len(lines[-1]) + 1}"
-            raise TemplateError(
-                f"template {template} ({path}) is not UTF-8 ({where}): save it as UTF-8"
-            ) from None
-
-
 @dataclass(frozen=True)
 class TemplateInfo:
     """One template on the search path, and whether a user folder overrides the packaged one."""
@@ -100,8 +80,8 @@ class TemplateEnvironment:
         self.user_dirs: tuple[Path, ...] = tuple(user_dirs)
         self.max_output_chars = max_output_chars
         self._loaders = [
-            _Utf8Loader([str(d) for d in self.user_dirs]),
-            _Utf8Loader(str(PACKAGED_TEMPLATES)),
+            Utf8Loader([str(d) for d in self.user_dirs]),
+            Utf8Loader(str(PACKAGED_TEMPLATES)),
         ]
         self.jinja: SandboxedEnvironment = CappedSandbox(
             max_output_chars,
@@ -146,7 +126,7 @@ class TemplateEnvironment:
         except TemplateError:
             raise
         except Exception as exc:  # anything a template does wrong is a template error
-            raise _template_error(name, exc) from exc
+            raise template_error(name, exc) from exc
         finally:
             stream.close()
         text = "".join(pieces)
@@ -225,7 +205,7 @@ class TemplateEnvironment:
             try:
                 tree = self.jinja.parse(text, name, str(path))
             except jinja2.TemplateSyntaxError as exc:
-                raise _template_error(name, exc) from exc
+                raise template_error(name, exc) from exc
             used |= meta.find_undeclared_variables(tree) - outer
             inner = outer | _declared_names(tree)
             children = meta.find_referenced_templates(tree)
@@ -262,7 +242,7 @@ class TemplateEnvironment:
         except TemplateError:
             raise
         except Exception as exc:
-            raise _template_error(name, exc) from exc
+            raise template_error(name, exc) from exc
 
     def _not_found(self, name: str) -> str:
         folders = [*self.user_dirs, PACKAGED_TEMPLATES]
@@ -292,31 +272,3 @@ def _declared_names(tree: nodes.Template) -> frozenset[str]:
     for imp in tree.find_all(nodes.FromImport):
         names.update(n if isinstance(n, str) else n[1] for n in imp.names)
     return frozenset(names)
-
-
-def _template_error(name: str, exc: BaseException) -> TemplateError:
-    """Turn a Jinja or Python error into a TemplateError naming the file and line at fault."""
-    where = _location(exc)
-    kinds = (
-        (SecurityError, "breaks the sandbox"),
-        (jinja2.UndefinedError, "uses an undefined variable"),
-        (jinja2.TemplateSyntaxError, "does not parse"),
-        (jinja2.TemplateNotFound, "includes a missing template"),
-    )
-    kind = next((text for cls, text in kinds if isinstance(exc, cls)), "failed")
-    return TemplateError(f"template {name} {kind} ({where}): {exc}")
-
-
-def _location(exc: BaseException) -> str:
-    if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"{exc.filename or exc.name}, line {exc.lineno}"
-    # Jinja rewrites tracebacks so template frames carry the file name and template line.
-    found: TracebackType | None = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if "__jinja_exception__" in tb.tb_frame.f_globals:
-            found = tb
-        tb = tb.tb_next
-    if found is None:
-        return "line unknown"
-    return f"{found.tb_frame.f_code.co_filename}, line {found.tb_lineno}"
