@@ -216,7 +216,7 @@ def _run(
     if checked.skipped:
         _print_skipped(input_path, checked)
     with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
-        if not config.endpoint.send_api_key:
+        if config.endpoint.embedded:
             Console(stderr=True).print(
                 f"no endpoint configured: serving the local model {config.endpoint.model} "
                 f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",

@@ -41,6 +41,13 @@ class EndpointConfig(_Strict):
     send_api_key: bool = Field(
         default=True, description="False for the embedded local model: no key leaves the process"
     )
+    embedded: bool = Field(
+        default=False,
+        description=(
+            "set by refine run when it serves the embedded local model for the run (a new port "
+            "each run, one endpoint to the request cache); not a setting"
+        ),
+    )
     api_key_secret: str | None = Field(
         default=None,
         description="name of a Prefect Secret block with the API key (flows.llm.api_key)",

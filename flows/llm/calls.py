@@ -19,7 +19,6 @@ from flows.llm.finish import finish_problem
 __all__ = ["ModelCalls", "endpoint_identity", "reusable", "side_request"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 EMBEDDED_MODEL = "embedded-local-model"
 """The endpoint named in the keys of the embedded local model, whose port changes every run."""
 
@@ -31,14 +30,15 @@ def endpoint_identity(endpoint: EndpointConfig) -> str:
     every key. Normalized so that spellings of one URL are one endpoint: scheme and host in
     lower case, the default port written out, no trailing slash. Never the API key, and never
     what a URL may carry beside the address (``user:password@``, a query such as
-    ``?api-key=...``, a fragment). The embedded local model (no key sent, on loopback: see
-    ``flows.local.endpoint``) listens on a new free port each run; its served name is the
-    model file's, so it is keyed as one endpoint.
+    ``?api-key=...``, a fragment). The embedded local model (marked ``embedded`` by
+    ``flows.local.endpoint``, never guessed from a loopback address: a user's own local server
+    is its own endpoint) listens on a new free port each run; its served name is the model
+    file's, so it is keyed as one endpoint.
     """
     url = urlsplit((endpoint.base_url or "").strip())
     scheme = url.scheme.lower()
     host = (url.hostname or "").lower()
-    if not endpoint.send_api_key and host in LOOPBACK_HOSTS:
+    if endpoint.embedded:  # set only where refine serves it, never guessed from the address
         return EMBEDDED_MODEL
     try:
         port: int | str | None = url.port or DEFAULT_PORTS.get(scheme)

@@ -151,7 +151,12 @@ def endpoint_for_run(config: RunConfig) -> Iterator[RunConfig]:
     config = config.model_copy(update={"local_model": local})
     with start_local_model(config, served.path) as url:
         endpoint = config.endpoint
-        updates: dict[str, Any] = {"base_url": url, "model": served.alias, "send_api_key": False}
+        updates: dict[str, Any] = {
+            "base_url": url,
+            "model": served.alias,
+            "send_api_key": False,
+            "embedded": True,
+        }
         if "max_tokens" not in endpoint.model_fields_set:
             updates["max_tokens"] = local.max_tokens
         if "stop" not in endpoint.model_fields_set:

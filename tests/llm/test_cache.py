@@ -142,11 +142,14 @@ def test_the_endpoint_name_holds_no_secret() -> None:
 
 
 def test_the_embedded_local_model_is_one_endpoint_on_any_port() -> None:
-    """It listens on a new free port every run and is sent no key (flows.local.endpoint)."""
-    first = _identity("http://127.0.0.1:41234/v1", send_api_key=False)
-    assert first == _identity("http://127.0.0.1:39999/v1", send_api_key=False)
+    """It listens on a new free port every run (flows.local.endpoint marks it ``embedded``)."""
+    first = _identity("http://127.0.0.1:41234/v1", send_api_key=False, embedded=True)
+    assert first == _identity("http://127.0.0.1:39999/v1", send_api_key=False, embedded=True)
     assert first != _identity("http://127.0.0.1:41234/v1")  # a server of the user's own
-    assert _identity("https://api.example.com/v1", send_api_key=False).startswith("https://")
+    # a local server of the user's that is sent no key is still its own endpoint, port and all
+    own = _identity("http://127.0.0.1:41234/v1", send_api_key=False)
+    assert own == "http://127.0.0.1:41234/v1"
+    assert own != _identity("http://127.0.0.1:39999/v1", send_api_key=False)
 
 
 # -- entries ---------------------------------------------------------------------------------
