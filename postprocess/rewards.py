@@ -220,7 +220,13 @@ def _require(reward: str, parameter: str, value: object, kind: type) -> None:
         raise ConfigError(f"reward {reward}: {parameter} must be {wanted}, got {value!r}")
 
 
-_NUMBER = r"(-?\d+(?:\.\d+)?)"
+# A number as a judge may spell it, so that what is no plain score is read whole and refused:
+# "1e999" is not "1", "1,5/10" (a decimal comma) is neither "1" nor "5/10", and "NaN" and
+# "Infinity" are not numbers a scale holds.
+_NUMBER = (
+    r"(?<![\w.,])([-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.,]\d)"
+    r"|[-+]?\b(?:nan|inf(?:inity)?)\b)"
+)
 _ASIDE = r"(?:\s*\([^)\n]{0,40}\))?"  # "Score (1-10): 7"
 _LEAD = r"\**\s*(?:is\b)?[\s:=*]*"  # "Score: ", "**Score:** ", "score is "
 _OUT_OF = rf"\s*\**\s*(?:/|out\s+of)\s*\**\s*{_NUMBER}"
@@ -237,8 +243,9 @@ def parse_judge_score(text: str, scale_max: float = 10) -> float:
     """The score an LLM judge gave, divided by its scale so that it lies in 0..1.
 
     Understands "Score: 7/10", "7 out of 10", "**8**", "Rating: 4.5" and a bare number. An
-    explicit "out of N" wins over ``scale_max``. No score, or one outside the scale, raises
-    :class:`RewardUnavailable`: a misread judge must not count as a verdict.
+    explicit "out of N" wins over ``scale_max``. No score, one outside the scale, or one that
+    is no finite number ("1e999", "NaN", "Infinity", read whole, never as their first digit)
+    raises :class:`RewardUnavailable`: a misread judge must not count as a verdict.
     """
     if isinstance(scale_max, bool) or not isinstance(scale_max, int | float) or scale_max <= 0:
         raise ConfigError(f"judge scale_max must be a positive number, got {scale_max!r}")
@@ -249,7 +256,10 @@ def parse_judge_score(text: str, scale_max: float = 10) -> float:
         score_text, out_of_text = matches[-1]
         score = float(score_text)
         out_of = float(out_of_text) if out_of_text else float(scale_max)
+        if not math.isfinite(score) or not math.isfinite(out_of):
+            shown = score_text if not math.isfinite(score) else f"{score_text}/{out_of_text}"
+            raise RewardUnavailable(f"the judge's score {shown} is not a finite number")
         if out_of <= 0 or not 0 <= score <= out_of:
             raise RewardUnavailable(f"the judge's score {score_text} is outside 0..{out_of:g}")
-        return score / out_of
+        return score / out_of + 0.0  # + 0.0: "-0/10" scores 0.0, not -0.0
     raise RewardUnavailable(f"no score found in the judge's answer {text.strip()!r:.120}")

@@ -264,6 +264,9 @@ def test_item_references_drops_blank_ones() -> None:
         ("Step 1/3: check facts. Step 2/3: check style.\nScore: 5", 10, 0.5),
         ("First I thought 3/10, but on reflection 6/10.", 10, 0.6),  # the conclusion counts
         ("Score: 0/10", 10, 0.0),
+        ("Score: 3e0/5", 10, 0.6),  # an exponent is part of the number
+        ("Score: +7/10", 10, 0.7),
+        ("Score: 7. The summary is faithful.", 10, 0.7),
     ],
 )
 def test_parse_judge_score(answer: str, scale_max: float, expected: float) -> None:
@@ -279,6 +282,19 @@ def test_parse_judge_score(answer: str, scale_max: float, expected: float) -> No
         ("Score: 11/10", "the judge's score 11 is outside 0..10"),
         ("Rating: -2", "the judge's score -2 is outside 0..10"),
         ("Score: 3/0", "the judge's score 3 is outside 0..0"),
+        # not a finite number in range: read whole, never as its first digit ("1e999" is no 1)
+        ("Score: 1e999/10", "the judge's score 1e999 is not a finite number"),
+        ("1e999/10", "the judge's score 1e999 is not a finite number"),
+        ("Score: NaN/10", "the judge's score NaN is not a finite number"),
+        ("NaN/10", "the judge's score NaN is not a finite number"),
+        ("Score: Infinity", "the judge's score Infinity is not a finite number"),
+        ("Rating: -inf/10", "the judge's score -inf is not a finite number"),
+        ("Score: 5/1e999", "the judge's score 5/1e999 is not a finite number"),
+        ("11/10", "the judge's score 11 is outside 0..10"),
+        ("Score: -3/10", "the judge's score -3 is outside 0..10"),
+        ("Score: 2e1/10", "the judge's score 2e1 is outside 0..10"),
+        ("Score: 1,5/10", "no score found"),  # a decimal comma is neither 1/10 nor 5/10
+        ("Score: 7.5.3", "no score found"),
     ],
 )
 def test_parse_judge_score_unavailable(answer: str, reason: str) -> None:
