@@ -24,6 +24,7 @@ from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
 from flows.cli.ops import register_ops
 from flows.cli.templates import templates_app
 from flows.config.run import build_run_config
+from flows.config.text import refuse_paths_not_text
 
 if TYPE_CHECKING:
     from flows.batch import BatchSummary
@@ -185,6 +186,7 @@ def _run_dask(
 
     if task_runner != "dask":
         raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
+    refuse_paths_not_text(INPUT=input_path, output=output, config=config_file)
     config = build_run_config(overrides, config_file)
     config.endpoint.require_target()  # each worker needs the endpoint: no local model here
     load_input(input_path, config)  # every row checked before any worker starts
@@ -211,6 +213,7 @@ def _run(
     from flows.local.endpoint import endpoint_for_run
     from flows.loop.preflight import load_input
 
+    refuse_paths_not_text(INPUT=input_path, output=output, config=config_file)
     config = build_run_config(overrides, config_file)  # flags over file over environment
     checked = load_input(input_path, config)  # fail fast, before the model or Prefect
     if checked.skipped:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from flows.config.endpoint import EndpointConfig, RetryConfig
 from flows.config.local import LocalModelConfig, is_model_path
 from flows.config.loop import LoopFields, Spec
+from flows.config.text import header_safe_key, refuse_invalid_text
 from refine.errors import ConfigError
-from refine.jsonl import unpaired_surrogate
 
 __all__ = [
     "EndpointConfig",
@@ -231,34 +230,12 @@ def build_run_config(
     layers.append(("command line", _drop_none(overrides or {})))
     merged: dict[str, Any] = {}
     for source, layer in layers:
-        _refuse_invalid_text(source, layer)
+        refuse_invalid_text(source, layer)
         merged = _merge(merged, layer)
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from None
-
-
-def _invalid_text(value: Any, where: str) -> Iterator[str]:
-    """``where`` for each text in ``value`` (a layer's tree) that is not valid Unicode: a lone
-    surrogate, which is how Python hands over command-line arguments and environment variables
-    whose bytes are not UTF-8 (PEP 383). File paths are left alone: any bytes name a file."""
-    if isinstance(value, str):
-        if why := unpaired_surrogate(value):
-            yield f"  {where}: {why}"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _invalid_text(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _invalid_text(item, f"{where}.{index}")
-
-
-def _refuse_invalid_text(source: str, layer: dict[str, Any]) -> None:
-    """Raise ConfigError naming each value of ``layer`` that is not valid Unicode text, before it
-    reaches a request body, a cache key or a Prefect parameter (each would fail to encode)."""
-    if lines := list(_invalid_text(layer, "")):
-        raise ConfigError("\n".join([f"{source}: invalid configuration", *lines]))
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -277,22 +254,7 @@ def resolve_api_key(
         endpoint = _read_config_file(config_file).get("endpoint")
         key = endpoint.get("api_key") if isinstance(endpoint, dict) else None
         if key:
-            return _header_safe(str(key), f"{config_file}: [endpoint] api_key")
+            return header_safe_key(str(key), f"{config_file}: [endpoint] api_key")
     if env.api_key is None:
         return None
-    return _header_safe(env.api_key.get_secret_value(), "REFINE_API_KEY or OPENAI_API_KEY")
-
-
-def _header_safe(key: str, source: str) -> SecretStr:
-    """``key`` without surrounding whitespace (a pasted key often ends in a newline); raises
-    ConfigError, naming the position and the character but never the key, when what is left
-    cannot travel in an HTTP header (visible ASCII only, RFC 9110 section 5.5): a zero-width
-    space or a typographic dash from a copy, or bytes that are not UTF-8."""
-    key = key.strip()
-    for index, char in enumerate(key):
-        if not " " < char < "\x7f":
-            raise ConfigError(
-                f"the API key from {source} holds a character that cannot be sent in an HTTP "
-                f"header: U+{ord(char):04X} at character {index + 1}; copy the key again"
-            )
-    return SecretStr(key)
+    return header_safe_key(env.api_key.get_secret_value(), "REFINE_API_KEY or OPENAI_API_KEY")

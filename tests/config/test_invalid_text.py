@@ -39,12 +39,16 @@ def test_a_variable_that_is_not_valid_unicode_is_named() -> None:
         build_run_config({}, env=_env(REFINE_MODEL=NOT_UTF8))
 
 
-def test_lists_are_searched_and_paths_are_left_alone(tmp_path: Path) -> None:
+def test_lists_and_paths_are_searched(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"validators.1: holds an unpaired surrogate"):
         build_run_config({"validators": ["json", "re\ud83d"]}, env=_env())
-    odd_folder = tmp_path / "caché\udce9"  # any bytes name a folder on Linux
-    config = build_run_config({"cache_dir": odd_folder}, env=_env())
-    assert config.cache_dir == odd_folder
+    odd_folder = tmp_path / "cach\udce9"  # a valid Linux name, but not text a record can hold
+    with pytest.raises(ConfigError, match=r"cache_dir: the path .* holds the byte 0xe9 at"):
+        build_run_config({"cache_dir": odd_folder}, env=_env())
+    with pytest.raises(ConfigError, match=r"environment: .*\n  template_dirs.0: the path"):
+        build_run_config({}, env=_env(REFINE_TEMPLATE_DIR=str(odd_folder)))
+    fine = tmp_path / "caché"
+    assert build_run_config({"cache_dir": fine}, env=_env()).cache_dir == fine
 
 
 @pytest.mark.parametrize(
@@ -83,7 +87,19 @@ def test_refine_run_refuses_them_before_any_request(
     bad_key = run_refine([*base, "--model", "m"], {**env, "OPENAI_API_KEY": KEY + "\u200b"})
     assert bad_key.returncode == 2, bad_key.stderr
     assert "U+200B at character 32" in bad_key.stderr and KEY[5:] not in bad_key.stderr
-    for result in (bad_flag, bad_key):
+    odd = tmp_path / "o\udcff.jsonl"  # what -o $'o\xff.jsonl' names
+    url = ["--base-url", fake_server.base_url, "--model", "m", "--quiet"]
+    bad_output = run_refine(["run", str(data), "-o", str(odd), *url], env)
+    assert bad_output.returncode == 2, bad_output.stderr
+    assert "--output: the path" in bad_output.stderr and "byte 0xff" in bad_output.stderr
+    assert not odd.exists()
+    odd_input = tmp_path / "d\udcff.jsonl"
+    odd_input.write_bytes(data.read_bytes())
+    bad_input = run_refine(["run", str(odd_input), "-o", str(out), *url], env)
+    assert bad_input.returncode == 2 and "INPUT: the path" in bad_input.stderr, bad_input.stderr
+    bad_cache = run_refine([*base, "--model", "m"], {**env, "REFINE_CACHE_DIR": str(odd)})
+    assert bad_cache.returncode == 2 and "cache_dir: the path" in bad_cache.stderr
+    for result in (bad_flag, bad_key, bad_output, bad_input, bad_cache):
         assert "Traceback" not in result.stdout + result.stderr
     assert fake_server.chat_requests() == []
     assert not out.exists() or out.read_bytes() == b""
