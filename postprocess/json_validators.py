@@ -21,6 +21,7 @@ from referencing import Registry
 from postprocess.references import import_reference
 from postprocess.validators import ValidationResult, Validator
 from refine.errors import ConfigError
+from refine.jsonl import NESTED_TOO_DEEP
 
 __all__ = ["json_parses", "json_schema", "pydantic_model"]
 
@@ -71,7 +72,10 @@ def json_schema(schema: str | Mapping[str, Any], base_dir: Path | None = None) -
         document, problem = _parse(draft)
         if problem:
             return ValidationResult([problem])
-        errors = sorted(validator.iter_errors(document), key=_document_order)
+        try:
+            errors = sorted(validator.iter_errors(document), key=_document_order)
+        except RecursionError:  # a recursive schema walks a deep draft level by level
+            return ValidationResult([f"the draft is {NESTED_TOO_DEEP} to check against the schema"])
         return _capped(
             f"the JSON does not match the schema at {error.json_path}: {_short(error.message)}"
             for error in errors
@@ -141,6 +145,8 @@ def _load_schema(path: Path, base_dir: Path | None) -> Any:
         where = f"line {exc.lineno}, column {exc.colno}"
         problem = f"{exc.msg} at {where}"
         raise ConfigError(f"the schema file {path} is not valid JSON: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"the schema file {path} is not valid JSON: {NESTED_TOO_DEEP}") from None
 
 
 def _document_order(error: ValidationError) -> tuple[tuple[int, int | str], ...]:

@@ -15,9 +15,35 @@ from typing import Any
 
 from refine.errors import FieldProblem
 
-__all__ = ["not_unicode", "not_utf8", "parse_jsonl", "unpaired_surrogate"]
+__all__ = [
+    "JSON_FAILURES",
+    "NESTED_TOO_DEEP",
+    "not_unicode",
+    "not_utf8",
+    "parse_jsonl",
+    "unpaired_surrogate",
+    "why_not_json",
+]
 
 Rows = list[tuple[int, dict[str, Any]]]
+
+JSON_FAILURES: tuple[type[Exception], ...] = (ValueError, RecursionError)
+"""What parsing hostile text can raise, to catch at every parse of text from outside: ValueError
+(json's and orjson's ``JSONDecodeError``, bytes that are not UTF-8) and RecursionError, which
+the standard library's parser raises on nesting deeper than the stack (``"[" * 5000``) and which
+is not a ValueError. Walking a parsed value recursively can raise RecursionError too."""
+
+NESTED_TOO_DEEP = "nested too deep"
+
+
+def why_not_json(exc: BaseException) -> str:
+    """Why a parse failed, from one of :data:`JSON_FAILURES`: the parser's message without its
+    position, or :data:`NESTED_TOO_DEEP`."""
+    if isinstance(exc, RecursionError):
+        return NESTED_TOO_DEEP
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return str(exc)
 
 
 class _NotJson(ValueError):
@@ -103,13 +129,14 @@ def _load_object(number: int, text: str) -> tuple[dict[str, Any] | None, list[Fi
         row = json.loads(
             text, parse_constant=_constant, parse_float=_finite, object_pairs_hook=_unique_keys
         )
-    except json.JSONDecodeError as exc:
-        return None, [FieldProblem(number, None, f"not valid JSON: {exc.msg}")]
-    except _NotJson as exc:
-        return None, [FieldProblem(number, None, f"not valid JSON: {exc}")]
+    except JSON_FAILURES as exc:  # a row nested deeper than the stack is that line's problem
+        return None, [FieldProblem(number, None, f"not valid JSON: {why_not_json(exc)}")]
     if not isinstance(row, dict):
         return None, [FieldProblem(number, None, "a row must be a JSON object")]
-    bad = not_unicode(number, row)
+    try:
+        bad = not_unicode(number, row)
+    except RecursionError:  # parsed just under the stack's depth, too deep to walk
+        return None, [FieldProblem(number, None, f"not valid JSON: {NESTED_TOO_DEEP}")]
     return (None, bad) if bad else (row, [])
 
 

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from flows.data.records import Trajectory
 from refine.errors import FieldProblem, InputError
+from refine.jsonl import JSON_FAILURES
 
 __all__ = ["OUTPUT_HINT", "Latest", "OutputScan", "RecordReader", "parse_record"]
 
@@ -45,7 +46,7 @@ def parse_record(raw: bytes) -> dict[str, Any] | None:
     """The record on a complete line as raw JSON, or None for a foreign line (rule 2)."""
     try:
         value = json.loads(raw)
-    except ValueError:  # not JSON, empty, or not UTF-8
+    except JSON_FAILURES:  # not JSON, empty, not UTF-8, or nested deeper than the stack
         return None
     if (
         isinstance(value, dict)

@@ -21,6 +21,7 @@ import orjson
 
 from flows.data.records import Usage
 from flows.llm.retry import ErrorAnswer
+from refine.jsonl import NESTED_TOO_DEEP
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -86,6 +87,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _TooDeep(json.JSONDecodeError):
+    """A body nested deeper than the parsers allow: not JSON, at no one position."""
+
+    def __str__(self) -> str:
+        return self.msg
+
+
 def _scrub(value: Any) -> Any:
     """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
     if isinstance(value, str):
@@ -98,7 +106,10 @@ def _scrub(value: Any) -> Any:
 
 
 def decode_body(raw: bytes) -> Any:
-    """The JSON value of ``raw``; raises ``orjson.JSONDecodeError`` when it is not JSON.
+    """The JSON value of ``raw``; raises ``json.JSONDecodeError`` when it is not JSON.
+
+    Nesting deeper than either parser allows is not JSON either (``nested too deep``), never
+    a RecursionError: the item fails like any unparseable answer and the run goes on.
 
     orjson refuses a lone surrogate escape and bytes that are not UTF-8; such a body is read
     again by the standard library (which pairs valid surrogates) and what is left becomes U+FFFD.
@@ -106,11 +117,13 @@ def decode_body(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as strict:
+        text = raw.decode("utf-8", "replace")
         try:
-            loose = json.loads(raw.decode("utf-8", "replace"), parse_constant=_refuse_constant)
+            return _scrub(json.loads(text, parse_constant=_refuse_constant))
+        except RecursionError:  # nested deeper than the stack (not a ValueError): not JSON
+            raise _TooDeep(NESTED_TOO_DEEP, text, 0) from None
         except ValueError:  # not JSON for either parser: report orjson's finding
             raise strict from None
-        return _scrub(loose)
 
 
 # -- an error inside a 200 -----------------------------------------------------------------
@@ -147,7 +160,10 @@ def _error_message(error: Any, body: Mapping[str, Any]) -> str:
             for key in ("message", "detail"):
                 if isinstance(where.get(key), str) and where[key].strip():
                     return str(where[key])
-    return orjson.dumps(body).decode()[:300]
+    try:
+        return orjson.dumps(body).decode()[:300]
+    except orjson.JSONEncodeError:  # nested past orjson's 255 levels
+        return "(an error body nested too deep to quote)"
 
 
 def _holds_text(choice: Any) -> bool:

@@ -75,7 +75,7 @@ class RequestCache:
         """The stored answer for ``key``, or None when absent or unreadable."""
         try:
             entry = orjson.loads(self._path(key).read_bytes())
-        except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        except (OSError, ValueError, RecursionError):  # a corrupt entry, however broken: a miss
             return None
         if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
             return None

@@ -365,3 +365,11 @@ def test_an_unreadable_csv_header_says_how_many_lines_went_unread(tmp_path: Path
         (1, "not UTF-8 (byte 6 of the line)"),
         (1, "the header cannot be read, so none of the 3 line(s) after it were read as rows"),
     ]
+
+
+def test_a_row_nested_deeper_than_the_stack_is_its_lines_problem(tmp_path: Path) -> None:
+    deep = '{"text": "x", "meta": ' + "[" * 3000 + "]" * 3000 + "}"
+    lines = ['{"text": "ok"}', deep, '{"text": "also ok"}']
+    items, problems = read_rows(_write(tmp_path, "data.jsonl", "\n".join(lines) + "\n"))
+    assert [item.fields["text"] for item in items] == ["ok", "also ok"]
+    assert problems == [FieldProblem(2, None, "not valid JSON: nested too deep")]

@@ -206,3 +206,13 @@ def test_a_missing_file_is_empty_to_figures_and_an_error_to_eval(tmp_path: Path)
     with pytest.raises(InputError, match="file not found"):
         list(RecordReader(missing))
     assert merge_parts(tmp_path / "out.jsonl", [missing]) == 0
+
+
+def test_a_foreign_line_nested_deeper_than_the_stack_is_foreign(tmp_path: Path) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    assert parse_record(deep) is None
+    path = write(tmp_path / "out.jsonl", [WHOLE[0], deep, WHOLE[1]])
+    with pytest.raises(InputError) as resumed:  # the resume names the line, never crashes
+        OutputLog(path).__enter__()
+    assert [p.line for p in resumed.value.problems] == [2]
+    assert read_run_stats(path).foreign == 1

@@ -191,3 +191,27 @@ async def test_a_body_without_choices_or_error_is_quoted(
         await make_client(max_attempts=3).complete(MESSAGES)
     assert "no such deployment" in str(info.value)
     assert len(fake_server.chat_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 5000 + "]" * 5000, '["\udcff", ' + "[" * 5000 + "]" * 5000 + "]"],  # \udcff: byte ff
+    ids=["deep", "deep and not utf-8"],
+)
+async def test_a_body_nested_too_deep_is_not_json_and_tried_once(
+    fake_server: FakeOpenAI, make_client: MakeClient, body: str
+) -> None:
+    fake_server.script([Reply(raw_body=body)])
+    with pytest.raises(EndpointError, match=r"is not valid JSON \(nested too deep\)"):
+        await make_client(max_attempts=3).complete(MESSAGES)
+    assert len(fake_server.chat_requests()) == 1
+
+
+async def test_an_error_nested_too_deep_to_quote_is_still_the_error(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    error = '{"error": {"code": 400, "param": ' + "[" * 500 + "]" * 500 + "}}"
+    fake_server.script([Reply(raw_body=error)])
+    with pytest.raises(EndpointError, match="answered 200 with error 400 in the body") as info:
+        await make_client(max_attempts=3).complete(MESSAGES)
+    assert "nested too deep to quote" in str(info.value)

@@ -201,6 +201,7 @@ def _valid_entry(key: str) -> str:
         lambda key: json.dumps({"key": key, "answer": ANSWER}).encode(),
         lambda key: json.dumps({"format": FORMAT, "key": key, "answer": "text"}).encode(),
         lambda key: json.dumps({"format": FORMAT, "key": key}).encode(),
+        lambda key: b"[" * 100_000 + b"]" * 100_000,
     ],
     ids=[
         "truncated",
@@ -212,6 +213,7 @@ def _valid_entry(key: str) -> str:
         "no format",
         "answer not an object",
         "no answer",
+        "nested too deep",
     ],  # fmt: skip
 )
 def test_damaged_entry_is_a_miss(tmp_path: Path, damage: Any) -> None:

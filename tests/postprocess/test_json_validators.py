@@ -222,3 +222,25 @@ def test_pydantic_model_errors_at_build_time(model: str, message: str) -> None:
 
 def test_json_schema_can_be_built_directly() -> None:
     assert json_schema({"type": "null"})("null", {}).ok
+
+
+RECURSIVE_SCHEMA = {
+    "$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
+    "$ref": "#/$defs/n",
+}
+
+
+def test_a_draft_too_deep_to_check_against_a_recursive_schema_is_a_problem() -> None:
+    spec = {"name": "json_schema", "schema": RECURSIVE_SCHEMA}
+    assert problems(spec, "[" * 900 + "]" * 900) == [
+        "the draft is nested too deep to check against the schema"
+    ]
+    assert problems(spec, "[[]]") == []
+
+
+def test_a_schema_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert config_error({"name": "json_schema", "schema": "deep.json"}, tmp_path) == (
+        f"validator 'json_schema': the schema file {tmp_path / 'deep.json'} is not valid JSON: "
+        "nested too deep"
+    )
