@@ -7,9 +7,11 @@ template, packaged or the user's, shows row values the same way.
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from collections.abc import Mapping
 
-__all__ = ["show_value"]
+__all__ = ["empty_value", "kind_of", "not_text", "show_value", "visible_text"]
 
 
 def show_value(value: object) -> object:
@@ -28,3 +30,78 @@ def show_value(value: object) -> object:
     if isinstance(value, Mapping | list | tuple):
         return json.dumps(value, ensure_ascii=False, default=str)
     return value
+
+
+def visible_text(text: str) -> str:
+    """``text`` without whitespace and invisible format characters (Unicode category Cf: U+200B
+    zero-width space, U+200C, U+200D, U+2060, U+FEFF, the soft hyphen U+00AD, ...).
+
+    Empty when the text would show nothing in a prompt: ``str.strip`` alone keeps U+200B and
+    U+FEFF, which ``str.isspace`` does not count as whitespace.
+    """
+    return "".join(
+        char for char in text if not char.isspace() and unicodedata.category(char) != "Cf"
+    )
+
+
+def empty_value(value: object) -> str | None:
+    """Why ``value`` gives a template nothing to show although it is not null, empty or only
+    whitespace (those are :func:`prompts.analysis.no_value`'s): ``"holds only invisible
+    characters"`` for text of only whitespace and format characters (:func:`visible_text`),
+    ``"is empty"`` for ``[]`` and ``{}``, ``"holds only null or empty values"`` for a list or
+    object whose every value is null, NaN, empty text or itself empty (``[null]``,
+    ``{"a": ""}``, ``[[], {}]``); None when it is a value (``0`` and ``false`` are values).
+    """
+    if isinstance(value, str):
+        if value.strip() and not visible_text(value):
+            return "holds only invisible characters"
+        return None
+    if isinstance(value, Mapping | list | tuple):
+        if not value:
+            return "is empty"
+        if all(_holds_nothing(item) for item in _members(value)):
+            return "holds only null or empty values"
+    return None
+
+
+def _members(value: Mapping[object, object] | list[object] | tuple[object, ...]) -> list[object]:
+    return list(value.values()) if isinstance(value, Mapping) else list(value)
+
+
+def _holds_nothing(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return not visible_text(value)
+    if isinstance(value, Mapping | list | tuple):
+        return all(_holds_nothing(item) for item in _members(value))
+    return False
+
+
+def kind_of(value: object) -> str:
+    """What ``value`` is, in the words of a JSON row: ``"a boolean"``, ``"a number"``, ``"a
+    list"``, ``"an object"``, ``"text"`` or ``"null"``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def not_text(value: object) -> str | None:
+    """``"must be text, not a boolean"`` (a number, a list, an object) for a field that only
+    text fits, e.g. translate's ``target_lang`` (``false`` would print as "the false
+    translation"); None for text and for None (an absent optional value)."""
+    if value is None or isinstance(value, str):
+        return None
+    return f"must be text, not {kind_of(value)}"

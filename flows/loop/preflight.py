@@ -1,17 +1,18 @@
 """The input check before a run spends anything.
 
 Every bad row (a malformed line, a duplicate id, bytes that are not UTF-8, text that is not valid
-Unicode, a field a template needs but the row lacks or holds no value in, a field longer than a
-whole prompt may be, unparseable tests) is found before the first request. Without
-``skip_invalid`` one InputError names each of them by file, line and field; with it those rows
-are reported and left out, and the rest run.
+Unicode, a field a template needs but the row lacks or holds no value in, an optional field of the
+wrong kind, a field longer than a whole prompt may be, unparseable tests) is found before the
+first request. Without ``skip_invalid`` one InputError names each of them by file, line and
+field; with it those rows are reported and left out, and the rest run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flows.config.run import RunConfig
 from flows.data.dataset import CSV_MISSING_VALUES, read_rows, rows_found
@@ -19,9 +20,9 @@ from flows.data.records import Item
 from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
 from flows.loop.render import StepRenderer
-from prompts import ENGINE_VARIABLES, ROLES, check_rows
-from prompts.values import show_value
-from refine.errors import FieldProblem, InputError
+from prompts import ENGINE_VARIABLES, ROLES, TemplateEnvironment, check_rows
+from prompts.values import empty_value, not_text, show_value
+from refine.errors import FieldProblem, InputError, MissingFieldsError
 
 __all__ = [
     "CheckedInput",
@@ -30,7 +31,13 @@ __all__ = [
     "load_input",
     "oversized_fields",
     "roles_used",
+    "value_problems",
 ]
+
+TEXT_ONLY_FIELDS: frozenset[str] = frozenset({"source_lang", "target_lang", "context"})
+"""Optional task fields that only text fits (translate's languages, qa's context): ``false`` or
+``{"x": 1}`` there would print as "the false translation". Codegen's optional ``tests`` may be a
+list of strings too; :func:`flows.loop.plan.check_loop_inputs` checks them."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +81,30 @@ def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
     plan = build_plan(config)
     renderer = StepRenderer.for_config(config)
     roles = roles_used(config, plan)
-    rows = ((item.line, renderer.fields(item)) for item in items)
-    check_rows(
-        renderer.env,
-        renderer.kind.name,
-        rows,
-        set(ENGINE_VARIABLES),
-        path,
-        roles,
-        optional=renderer.kind.optional,
-        missing_values=CSV_MISSING_VALUES if path.suffix.lower() == ".csv" else (),
-    )
+    rows = [(item.line, renderer.fields(item)) for item in items]
+    found = value_problems(renderer.env, renderer.kind.name, rows, roles, renderer.kind.optional)
+    try:
+        check_rows(
+            renderer.env,
+            renderer.kind.name,
+            rows,
+            set(ENGINE_VARIABLES),
+            path,
+            roles,
+            optional=renderer.kind.optional,
+            missing_values=CSV_MISSING_VALUES if path.suffix.lower() == ".csv" else (),
+        )
+    except MissingFieldsError as exc:
+        if not found:
+            raise
+        problems = sorted([*exc.problems, *found], key=lambda p: (p.line, p.field or ""))
+        raise MissingFieldsError(path, problems, hint=exc.hint) from None
+    if found:
+        raise MissingFieldsError(
+            path,
+            found,
+            hint="Give those rows the fields and values, or change the templates that use them.",
+        )
     cleaner_chain(config, renderer.kind)
     check_loop_inputs(plan, items, path)
     if items:
@@ -92,6 +112,41 @@ def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
             renderer.placeholder(items[0], step)
         for role in roles[len(ROLES) :]:
             renderer.placeholder(items[0], min(config.steps, 2), role)
+
+
+def value_problems(
+    env: TemplateEnvironment,
+    task: str,
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    roles: Sequence[str],
+    optional: Mapping[str, object],
+) -> list[FieldProblem]:
+    """The junk :func:`prompts.check_rows` lets through, one problem per row and field.
+
+    A required field a template uses that holds nothing to show although it is not null, empty
+    or only whitespace (those check_rows reports): text of only invisible characters such as
+    U+200B, ``[]``, ``{}``, or a list or object of only null or empty values (see
+    :func:`prompts.values.empty_value`). An optional field a template uses that only text fits
+    (:data:`TEXT_ONLY_FIELDS`) holding a boolean, a number, a list or an object. ``rows`` hold
+    the fields with optional defaults filled in, so a null or empty optional field already holds
+    its default here.
+    """
+    used_by: dict[str, list[str]] = {}
+    for role in roles:
+        for name in env.variables_used(task, (role,)):
+            used_by.setdefault(name, []).append(f"{task}/{role}.j2")
+    problems = []
+    for line, row in rows:
+        for name in sorted(used_by.keys() & row.keys() - ENGINE_VARIABLES):
+            files = ", ".join(used_by[name])
+            if name not in optional:
+                if why := empty_value(row[name]):
+                    problems.append(
+                        FieldProblem(line, name, f"{why}, but template {files} uses it")
+                    )
+            elif name in TEXT_ONLY_FIELDS and (why := not_text(row[name])):
+                problems.append(FieldProblem(line, name, f"{why} (template {files} uses it)"))
+    return problems
 
 
 def load_checked_items(path: Path, config: RunConfig) -> list[Item]:

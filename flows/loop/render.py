@@ -29,6 +29,7 @@ from prompts import (
     load_examples,
     packaged_examples,
 )
+from prompts.values import visible_text
 from refine.errors import ConfigError
 
 __all__ = [
@@ -66,13 +67,14 @@ def fill_fields(raw: Mapping[str, Any], kind: TaskKind, config: RunConfig) -> di
 
 def _absent(value: Any) -> bool:
     """Whether an optional field's value stands for "not given", so its default applies: null,
-    NaN, or text that is empty or only whitespace (a required field holding one of these is a
-    problem of its row: see :mod:`prompts.variables`)."""
+    NaN, or text that is empty or only whitespace and invisible characters such as U+200B (a
+    required field holding one of these is a problem of its row, and an optional one holding a
+    value of the wrong kind, ``false`` for a language, too: see :mod:`flows.loop.preflight`)."""
     if value is None:
         return True
     if isinstance(value, float):
         return math.isnan(value)
-    return isinstance(value, str) and not value.strip()
+    return isinstance(value, str) and not visible_text(value)
 
 
 def step_variables(

@@ -65,6 +65,17 @@ def test_translate_languages_come_from_the_config_unless_the_row_sets_them() -> 
         assert renderer.fields(row)["target_lang"] == "Italian", blank
 
 
+def test_an_optional_field_of_only_invisible_characters_takes_its_default() -> None:
+    renderer = _renderer(task="translate", target_lang="Italian")
+    for invisible in ("\u200b", "\ufeff", " \u2060\u200c\u200d\u00a0 "):
+        row = Item(id="a", line=1, fields={"text": "Hallo", "target_lang": invisible})
+        assert renderer.fields(row)["target_lang"] == "Italian", ascii(invisible)
+        assert "into Italian:" in _user(renderer.messages(renderer.fields(row), [], 1))
+    qa = _renderer(task="qa")
+    row = Item(id="q", line=1, fields={"question": "Why?", "context": "\u200b"})
+    assert qa.fields(row)["context"] is None
+
+
 def test_placeholder_drafts_are_what_the_dry_run_shows() -> None:
     renderer = _renderer(task="generic", steps=3)
     item = Item(id="a", line=1, fields={"input": "x"})

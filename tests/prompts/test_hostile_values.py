@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from flows.config.run import build_run_config
+from flows.loop.preflight import load_input
 from prompts import ENGINE_VARIABLES, build_environment, check_rows, load_examples
+from prompts.values import empty_value, not_text, visible_text
 from refine.errors import InputError, MissingFieldsError, TemplateError
 
 
@@ -140,3 +143,94 @@ def test_bad_demos_are_named_by_line_and_field(tmp_path: Path) -> None:
         (4, "text", "is null"),
         (5, "output", "holds only whitespace"),
     ]
+
+
+# -- junk that holds nothing, and optional fields of the wrong kind -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ([], "is empty"),
+        ({}, "is empty"),
+        ([None], "holds only null or empty values"),
+        (["", "  ", "\u200b"], "holds only null or empty values"),
+        ({"a": None, "b": [[], {}], "c": float("nan")}, "holds only null or empty values"),
+        ("\u200b", "holds only invisible characters"),
+        ("\ufeff", "holds only invisible characters"),
+        (" \u200c\u200d\u2060\u00a0\n", "holds only invisible characters"),
+        ("\u00ad", "holds only invisible characters"),
+    ],
+)
+def test_junk_holds_nothing_to_show(value: object, why: str) -> None:
+    assert empty_value(value) == why
+
+
+@pytest.mark.parametrize(
+    "value", [0, False, 1.5, "a\u200b", "\u200bé", [0], [False], {"a": "x"}, [None, "x"], "text"]
+)
+def test_zero_false_and_text_with_something_visible_are_values(value: object) -> None:
+    assert empty_value(value) is None
+
+
+def test_plain_empty_values_are_left_to_no_value() -> None:
+    # check_rows already says "is null", "is empty", "holds only whitespace": not said twice
+    for value in (None, "", "   \n", float("nan")):
+        assert empty_value(value) is None
+
+
+def test_visible_text_drops_whitespace_and_format_characters() -> None:
+    assert visible_text("\ufeff a\u200bb \u00a0c\u2060") == "abc"
+    assert "\ufeff".strip() and "\u200b".strip()  # why str.strip() is not enough
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (False, "must be text, not a boolean"),
+        (True, "must be text, not a boolean"),
+        (3, "must be text, not a number"),
+        (2.5, "must be text, not a number"),
+        (["fr"], "must be text, not a list"),
+        ([], "must be text, not a list"),
+        ({"x": 1}, "must be text, not an object"),
+        ("French", None),
+        (None, None),
+    ],
+)
+def test_not_text_names_the_kind_found(value: object, why: str | None) -> None:
+    assert not_text(value) == why
+
+
+def _load(tmp_path: Path, task: str, rows: list[dict[str, object]], **settings: object) -> object:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return load_input(data, build_run_config({"task": task, **settings}))
+
+
+def test_junk_and_wrong_kinds_are_row_problems_with_the_missing_ones(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {"id": "a", "question": "Why?", "context": False},
+        {"id": "b", "question": ["", None]},
+        {"id": "c", "context": "no question"},
+        {"id": "d", "question": "\ufeff\u200b", "context": {"k": 1}},
+        {"id": "e", "question": "Fine?", "context": "\u200b"},
+        {"id": "f", "question": "Fine?", "context": None},
+    ]
+    with pytest.raises(MissingFieldsError) as caught:
+        _load(tmp_path, "qa", rows)
+    expected = [
+        (1, "context", "must be text, not a boolean (template qa/initial.j2"),
+        (2, "question", "holds only null or empty values, but template qa/initial.j2"),
+        (3, "question", "missing field used by template qa/initial.j2"),
+        (4, "context", "must be text, not an object (template qa/initial.j2"),
+        (4, "question", "holds only invisible characters, but template qa/initial.j2"),
+    ]
+    problems = caught.value.problems
+    assert [(p.line, p.field) for p in problems] == [(line, name) for line, name, _ in expected]
+    for problem, (_, _, words) in zip(problems, expected, strict=True):
+        assert problem.message.startswith(words), problem
+    assert "Or pass --skip-invalid" in str(caught.value)
+    checked = _load(tmp_path, "qa", rows, skip_invalid=True)
+    assert [item.id for item in checked.items] == ["e", "f"]  # type: ignore[attr-defined]
+    assert checked.skipped_lines == [1, 2, 3, 4]  # type: ignore[attr-defined]
