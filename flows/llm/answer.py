@@ -2,8 +2,10 @@
 
 - The body is JSON; text in it that is not valid Unicode (a lone surrogate escape such as
   ``"\\ud83d"``, bytes that are not UTF-8) becomes U+FFFD, so no later writer can fail on it.
-- An error inside a 200 (``{"error": ...}`` and no ``choices``) raises :class:`ErrorAnswer`
-  carrying the HTTP status it names, so the retry policy treats it as that status.
+- An error inside a 200 (``{"error": ...}``, or ``{"status": 503, ...}``, and no ``choices``)
+  raises :class:`ErrorAnswer` carrying the HTTP status it names (``429``, ``429.0``, ``"429"``,
+  ``"503 Service Unavailable"``, ``"rate_limit_exceeded"``...), so the retry policy treats it
+  as that status.
 - The answer's text is ``message.content``: a string, or a list of typed parts whose text parts
   are joined (thinking and reasoning parts, and ``reasoning_content``, stay out of it).
 - Usage is what the endpoint reported; a count it left out is estimated (``Usage.estimated``).
@@ -42,6 +44,7 @@ TEXT_PARTS = frozenset({"text", "output_text"})
 """Content part types whose ``text`` is the answer (chat completions, the Responses API)."""
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LEADING_STATUS = re.compile(r"\s*(\d{3})(?!\w)")  # "503", " 503 Service Unavailable"
 
 # Names gateways put in an error's ``type``, ``code`` or ``status`` instead of a number: OpenAI
 # and OpenRouter (snake case), Anthropic (``*_error``), Google (``RESOURCE_EXHAUSTED``...).
@@ -130,9 +133,12 @@ def decode_body(raw: bytes) -> Any:
 
 
 def _status_number(value: Any) -> int | None:
-    """An HTTP error status from an int or a numeric string (400-599), else None."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    """An HTTP error status (400-599) from an int, an integral float (``429.0``) or a string
+    that is or starts with one (``"502"``, ``"503 Service Unavailable"``), else None."""
+    if isinstance(value, str) and (match := _LEADING_STATUS.match(value)):
+        value = int(match[1])
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
         return value
     return None
@@ -175,13 +181,23 @@ def _holds_text(choice: Any) -> bool:
         return False
 
 
+def _top_level_status(body: Mapping[str, Any]) -> int | None:
+    """The error status a body with no ``error`` and no choices names at its top level."""
+    for key in ("status", "status_code", "code"):
+        if (number := _status_number(body.get(key))) is not None:
+            return number
+    return None
+
+
 def raise_if_error(body: Any) -> None:
     """Raise :class:`ErrorAnswer` when ``body`` is an error rather than an answer.
 
-    That is ``{"error": {...}}`` (or a plain string) or vLLM's ``{"object": "error", ...}``
-    with no choices, or an error beside (or, as OpenRouter sends it, inside) a first choice
-    that holds no text. A choice with text is an answer, whatever else the gateway put beside
-    it (many send ``"error": null`` on every answer).
+    That is ``{"error": {...}}`` (or a plain string), vLLM's ``{"object": "error", ...}`` or
+    a body naming an error status at its top level (``{"status": 503, "message": ...}``,
+    ``{"status_code": 503, "detail": ...}``) with no choices, or an error beside (or, as
+    OpenRouter sends it, inside) a first choice that holds no text. A choice with text is an
+    answer, whatever else the gateway put beside it (many send ``"error": null`` on every
+    answer).
     """
     if not isinstance(body, dict):
         return
@@ -193,6 +209,8 @@ def raise_if_error(body: Any) -> None:
     error = inner or body.get("error")
     if not error and first is None and body.get("object") == "error":
         error = body
+    if not error and first is None and _top_level_status(body) is not None:
+        error = body  # {"status": 503, "message": ...}, {"status_code": 503, "detail": ...}
     if not error:
         return
     fields = [f for f in (error, body) if isinstance(f, Mapping)]

@@ -3,6 +3,7 @@ the HTTP status it names, and always quoting the server's message."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -42,6 +43,9 @@ def _error_body(error: Any, **more: Any) -> Reply:
         ({"message": OVERLOADED, "status": "UNAVAILABLE"}, 503),
         ({"message": OVERLOADED, "code": 408}, 408),
         ({"message": OVERLOADED, "code": 409}, 409),
+        ({"message": OVERLOADED, "code": 429.0}, 429),
+        ({"message": OVERLOADED, "code": "503 Service Unavailable"}, 503),
+        ({"message": OVERLOADED, "status": " 502 Bad Gateway"}, 502),
     ],
 )
 async def test_a_retryable_error_in_a_200_uses_exactly_the_attempt_budget(
@@ -215,3 +219,35 @@ async def test_an_error_nested_too_deep_to_quote_is_still_the_error(
     with pytest.raises(EndpointError, match="answered 200 with error 400 in the body") as info:
         await make_client(max_attempts=3).complete(MESSAGES)
     assert "nested too deep to quote" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"status": 503, "message": OVERLOADED}, 503),
+        ({"status_code": 503, "detail": OVERLOADED}, 503),
+        ({"status": "429 Too Many Requests", "message": OVERLOADED}, 429),
+        ({"code": 502.0, "message": OVERLOADED, "choices": []}, 502),
+    ],
+)
+async def test_a_status_at_the_top_of_a_body_without_choices_is_that_error(
+    fake_server: FakeOpenAI,
+    make_client: MakeClient,
+    sleeper: SleepRecorder,
+    body: dict[str, Any],
+    status: int,
+) -> None:
+    reply = Reply(raw_body=json.dumps(body))
+    failure = await error_after_three_attempts(fake_server, make_client, sleeper, reply)
+    assert failure.status == status
+    assert f"answered 200 with error {status} in the body after 3 attempt(s)" in str(failure)
+    assert OVERLOADED in str(failure)
+
+
+@pytest.mark.parametrize("code", [429.5, "5030", "four hundred", "200 OK", True], ids=repr)
+async def test_a_code_that_is_no_error_status_names_none(
+    fake_server: FakeOpenAI, make_client: MakeClient, code: Any
+) -> None:
+    fake_server.script([_error_body({"message": OVERLOADED, "code": code})])
+    with pytest.raises(EndpointError, match="answered 200 with an error in the body after 1"):
+        await make_client(max_attempts=3).complete(MESSAGES)
