@@ -2,9 +2,10 @@
 
 ``y_0 = x``; at step t: render the prompt from x and the last k drafts (the task's ``fix``
 template when the latest draft has problems), call the model (or read the cache), clean the
-answer, validate it, score it, optionally have the model critique it, and decide whether to go
-on (:mod:`flows.loop.stopping`). The Prefect tasks in :mod:`flows.batch` call :meth:`Refiner.step`
-for a chunk of items.
+answer, validate it, score it, optionally have the model critique it (the judge's and the
+critic's requests: :mod:`flows.loop.side`), and decide whether to go on
+(:mod:`flows.loop.stopping`). The Prefect tasks in :mod:`flows.batch` call
+:meth:`Refiner.step` for a chunk of items.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from flows.llm.calls import ModelCalls, side_request
 from flows.llm.client import Completion
 from flows.llm.finish import finish_problem
 from flows.loop.checks import Assessor
-from flows.loop.plan import Judge, LoopPlan
+from flows.loop.plan import LoopPlan
 from flows.loop.render import StepRenderer
 from flows.loop.select import select_draft, total_reward
+from flows.loop.side import SideRequests
 from flows.loop.stopping import (
     StopOnTokenBudget,
     StopState,
@@ -30,7 +32,7 @@ from flows.loop.stopping import (
     stop_rules,
 )
 from postprocess.filters import DraftRejected
-from postprocess.rewards import RewardDraft, RewardUnavailable, parse_judge_score
+from postprocess.rewards import RewardDraft
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
 __all__ = ["CleanerFailed", "ItemRun", "Refiner"]
@@ -156,6 +158,7 @@ class Refiner:
         )
         self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
         self.empty_guard = EmptyAnswerGuard(empty_answer_limit)
+        self.side = SideRequests(renderer, calls, config.critique)
 
     def start(self, item: Item) -> ItemRun:
         """A fresh run for ``item``."""
@@ -187,7 +190,9 @@ class Refiner:
                 )
             )
             if run.stop_reason is None and self.config.critique.enabled and draft.usable:
-                run.stop_reason = await self._critique(run, draft)
+                # Self-Refine: the critique becomes the next step's feedback, or ends the item
+                satisfied = await self.side.critique(run.fields, run.drafts, draft)
+                run.stop_reason = "critic_satisfied" if satisfied else self._budget_stop(run)
         except (FatalEndpointError, ConfigError):
             raise
         except RefineError as exc:  # endpoint, template, cleaner, validator, reward, tests
@@ -248,47 +253,14 @@ class Refiner:
         draft.problems.extend(found.problems)
         draft.reward_notes.extend(found.notes)
         for judge in self.plan.judges:
-            await self._judge(run, draft, judge)
+            await self.side.judge(run.fields, run.drafts, draft, judge)
         scores = {**found.rewards, **draft.rewards}
         order = [r.label for r in self.plan.rewards]  # the primary reward first, as configured
         draft.rewards = {label: scores[label] for label in order if label in scores}
 
-    async def _judge(self, run: ItemRun, draft: Draft, judge: Judge) -> None:
-        """The LLM judge's score of ``draft``: an extra request, counted like any other."""
-        completion = await self._side_request(run, draft, "judge")
-        if (ended := finish_problem(completion.finish_reason)) is not None:
-            # a score in a cut or filtered answer may be a fragment ("Score: 1" of "10/10")
-            draft.reward_notes.append(f"reward {judge.label} unavailable: {ended}")
-            return
-        try:
-            score = parse_judge_score(completion.content, judge.scale_max)
-            draft.rewards[judge.label] = round(score, 6)
-        except RewardUnavailable as exc:
-            draft.reward_notes.append(f"reward {judge.label} unavailable: {exc.reason}")
-
-    async def _critique(self, run: ItemRun, draft: Draft) -> StopReason | None:
-        """Self-Refine: the critique becomes the next step's ``feedback``, or ends the item."""
-        completion = await self._side_request(run, draft, "critique")
-        if finish_problem(completion.finish_reason) is not None:
-            # A cut or filtered critique is no verdict: it neither ends the item (its stop
-            # phrase may be the start of "NO ISSUES except ...") nor feeds the next step; the
-            # request stays in the draft's side_requests with its text.
-            return self._budget_stop(run)
-        draft.critique = completion.content.strip()
-        if self.config.critique.stop_phrase.casefold() in draft.critique.casefold():
-            return "critic_satisfied"
-        return self._budget_stop(run)
-
     def _budget_stop(self, run: ItemRun) -> StopReason | None:
         """``token_budget`` when the item's or the run's tokens are spent, else None."""
         return "token_budget" if self.budget.spent(run.drafts, self.calls.tokens) else None
-
-    async def _side_request(self, run: ItemRun, draft: Draft, role: str) -> Completion:
-        """Render ``<task>/<role>.j2`` about the latest draft, ask, and record the request."""
-        messages = self.renderer.messages(run.fields, run.drafts, draft.step, role)
-        completion, cached = await self.calls.complete(messages, draft.step, role=role)
-        draft.side_requests.append(side_request(role, completion, cached))
-        return completion
 
     def _cleaned(self, content: str) -> tuple[str, str | None]:
         """The cleaned text, and the reason a filter rejected it (None: kept)."""
