@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["COMPLETE_FINISH_REASONS", "finish_problem"]
 
-COMPLETE_FINISH_REASONS = frozenset({"stop", "eos", "eos_token", "stop_sequence"})
+COMPLETE_FINISH_REASONS = frozenset({"stop", "eos", "eos_token", "stop_sequence", "end_turn"})
 """The finish reasons that say the model ended the answer itself, or at a stop sequence asked for.
 
 - ``stop``: OpenAI's "natural stop point or a provided stop sequence"; what llama.cpp's server
@@ -23,6 +23,9 @@ COMPLETE_FINISH_REASONS = frozenset({"stop", "eos", "eos_token", "stop_sequence"
   chat API sent ``eos_token`` before it mapped that to ``stop`` (``FinishReason::format``) and
   still sends ``stop_sequence`` for a stop sequence. ``eos`` is llama.cpp's own ``stop_type`` for
   the same end, which servers wrapping its native API pass on.
+- ``end_turn`` (and ``stop_sequence``): Anthropic's ``stop_reason`` for a natural end, and
+  ``STOP``: Gemini's ``finishReason``; gateways that pass a provider's own reason through send
+  them. Reasons are compared without regard to case or surrounding spaces.
 
 Every other reason is a problem of that answer: ``length``, ``content_filter``, ``abort``,
 ``error``, ``repetition``, ``tool_calls``/``function_call`` (we send no tools, so a tool call is
@@ -47,13 +50,31 @@ _KNOWN_PROBLEMS = {
         "the model called a function instead of answering (finish_reason=function_call)"
     ),
 }
+_CUT = "the answer was cut off at max_tokens ({})"
+_FILTERED = "the answer was stopped by the provider's safety filter ({})"
+_PASSED_THROUGH = {
+    # Anthropic's stop_reason and Gemini's finishReason, as gateways pass them on
+    "max_tokens": _CUT,
+    "tool_use": "the model called a tool instead of answering ({})",
+    "refusal": "the model refused to answer ({})",
+    "safety": _FILTERED,
+    "recitation": _FILTERED,
+    "blocklist": _FILTERED,
+    "prohibited_content": _FILTERED,
+    "spii": _FILTERED,
+}
 
 
 def finish_problem(finish_reason: str | None) -> str | None:
     """Why an answer with this finish reason is not complete, or None when it is."""
-    if not finish_reason or finish_reason in COMPLETE_FINISH_REASONS:
+    reason = (finish_reason or "").strip().lower()
+    if not reason or reason in COMPLETE_FINISH_REASONS:
         return None
-    known = _KNOWN_PROBLEMS.get(finish_reason)
-    if known is not None:
-        return known
-    return f"the answer ended with finish_reason={finish_reason[:60]!r}, not a normal stop"
+    if finish_reason in _KNOWN_PROBLEMS:
+        return _KNOWN_PROBLEMS[finish_reason]
+    shown = f"finish_reason={finish_reason[:60]!r}"  # type: ignore[index]  # not empty here
+    if reason in _KNOWN_PROBLEMS:  # another spelling of a known reason: ``LENGTH``
+        return f"{_KNOWN_PROBLEMS[reason].rsplit(' (', 1)[0]} ({shown})"
+    if reason in _PASSED_THROUGH:
+        return _PASSED_THROUGH[reason].format(shown)
+    return f"the answer ended with {shown}, not a normal stop"

@@ -33,10 +33,16 @@ CASES: list[tuple[str | None, str | None]] = [
     ("function_call", "finish_reason=function_call"),
     ("load", "the answer ended with finish_reason='load', not a normal stop"),
     ("xyz", "the answer ended with finish_reason='xyz', not a normal stop"),
+    # a provider's own reasons, as gateways pass them through (Gemini, Anthropic)
+    ("MAX_TOKENS", "cut off at max_tokens (finish_reason='MAX_TOKENS')"),
+    ("SAFETY", "stopped by the provider's safety filter (finish_reason='SAFETY')"),
+    ("refusal", "the model refused to answer (finish_reason='refusal')"),
     ("stop", None),
     ("eos_token", None),
     ("stop_sequence", None),
     ("eos", None),
+    ("STOP", None),
+    ("end_turn", None),
     (None, None),  # many small servers send no finish_reason: complete, the record says null
 ]
 
@@ -78,7 +84,7 @@ def test_only_a_normal_stop_is_a_complete_answer(
         assert first["finish_reason"] == reason and first["text"] == HALF, item_id
         assert record["status"] == "ok" and record["output"] == FIXED, item_id
         if problem is None:
-            assert reason is None or reason in COMPLETE_FINISH_REASONS
+            assert reason is None or reason.lower() in COMPLETE_FINISH_REASONS
             assert first["problems"] == [] and second["kind"] == "draft", item_id
         else:
             assert len(first["problems"]) == 1 and problem in first["problems"][0], item_id
