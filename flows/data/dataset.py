@@ -41,6 +41,7 @@ _FIELD = re.compile(r'"(?P<quoted>(?:[^"]|"")*+)(?P<closed>"?)(?P<rest>[^,\r\n]*
 quote; text after the closing quote is kept, as csv does) or plain text up to a comma or line end.
 The possessive ``*+`` keeps ``"a"",b`` from backtracking into a reading csv would not make."""
 
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian (UTF-32 LE starts alike)
 _Match = re.Match[str]
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # what ``surrogateescape`` makes of a non-UTF-8 byte
@@ -67,6 +68,9 @@ def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
         raise InputError(path, [FieldProblem(0, None, "file not found")]) from None
     except OSError as exc:
         raise InputError(path, [FieldProblem(0, None, f"cannot read: {exc.strerror}")]) from None
+    if data.startswith(_UTF16_MARKS):  # every line would read "not UTF-8", never saying why
+        problem = "the file is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8"
+        raise InputError(path, [FieldProblem(0, None, problem)])
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
         rows, problems = parse_jsonl(data)
