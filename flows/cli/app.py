@@ -224,6 +224,7 @@ def _run(
                 f"no endpoint configured: serving the local model {config.endpoint.model} "
                 f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
                 highlight=False,
+                soft_wrap=True,  # one line a terminal may wrap, never broken mid-name
             )
         elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
             probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
