@@ -237,21 +237,35 @@ def _refusal(message: Mapping[str, Any], content: Any) -> str | None:
     return None
 
 
-def answer_text(message: Mapping[str, Any]) -> str:
+def _part_text(part: Any) -> str | None:
+    """The text of a text part: ``{"type": "text", "text": "42"}``, or the Assistants API's
+    ``{"type": "text", "text": {"value": "42", "annotations": []}}``; None for any other part."""
+    if _part_type(part) not in TEXT_PARTS:
+        return None
+    text = part.get("text")
+    if isinstance(text, Mapping):
+        text = text.get("value")
+    return text if isinstance(text, str) else None
+
+
+def answer_text(message: Any) -> str:
     """The answer in a choice's ``message``; raises UnusableAnswer when it holds none.
 
     ``content`` may be a string, null (an empty answer) or a list of typed parts: the text parts
-    (``text``, ``output_text``) are joined in order; others (``thinking``, ``reasoning``...) are
-    the model's working, never the answer. A refusal with no text, or a list of parts none of
-    which is text, is refused with what was there. ``reasoning_content`` is never read.
+    (``text``, ``output_text``; their ``text`` a string or ``{"value": ...}``) are joined in
+    order; others (``thinking``, ``reasoning``...) are the model's working, never the answer. A
+    refusal with no text, or a list of parts none of which is text, is refused with what was
+    there. ``reasoning_content`` is never read. A ``message`` that is not an object (a bare
+    string included: no API sends one, so it is not guessed to be the answer) is refused too;
+    a missing one (None) is an empty message.
     """
+    if message is None:
+        message = {}
+    if not isinstance(message, Mapping):
+        raise UnusableAnswer(f"the message is a {type(message).__name__}, not an object")
     content = message.get("content")
     if isinstance(content, list):
-        texts = [
-            part["text"]
-            for part in content
-            if _part_type(part) in TEXT_PARTS and isinstance(part.get("text"), str)
-        ]
+        texts = [text for part in content if (text := _part_text(part)) is not None]
         text = "".join(texts)
         if texts and text:
             return text

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flows.llm.answer import UnusableAnswer, answer_text
 from flows.llm.finish import finish_problem
 from refine.errors import EndpointError, FatalEndpointError
 from tests.fake_openai import FakeOpenAI, Reply
@@ -46,6 +47,15 @@ THINKING = "The user wants a number; 6 times 7 is 42."
         ({"content": "42", "reasoning": THINKING}, "42"),  # OpenRouter
         ({"content": None, "reasoning_content": THINKING}, ""),  # an empty answer, not the thought
         ({"content": []}, ""),  # no parts at all: an empty answer, like null
+        (  # the Assistants API's parts: the text is an object holding its value
+            {
+                "content": [
+                    {"type": "text", "text": {"value": "4", "annotations": []}},
+                    {"type": "text", "text": "2"},
+                ]
+            },
+            "42",
+        ),
     ],
 )
 async def test_only_the_text_parts_are_the_answer(
@@ -89,6 +99,10 @@ async def test_only_the_text_parts_are_the_answer(
             'the model refused: "I can\'t help with that."',
         ),
         ({"content": {"text": "42"}}, "the message content is a dict, not text"),
+        (
+            {"content": [{"type": "text", "text": {"annotations": []}}]},
+            "the message content has no text part (parts: text)",
+        ),
         ({"content": 42}, "the message content is a int, not text"),
     ],
 )
@@ -131,3 +145,17 @@ async def test_a_finish_reason_that_is_not_text_is_kept_as_text(
     assert finish_problem(completion.finish_reason) == (
         "the answer ended with finish_reason='3', not a normal stop"
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "words"),
+    [("42", "the message is a str, not an object"), (["42"], "the message is a list, not an")],
+)
+def test_a_message_that_is_not_an_object_is_refused_saying_what_it_is(
+    message: Any, words: str
+) -> None:
+    """No API sends the message as a bare string, so ``"message": "42"`` is not guessed to be
+    the answer: it is refused, never read as an empty message."""
+    with pytest.raises(UnusableAnswer, match=words):
+        answer_text(message)
+    assert answer_text(None) == ""  # no message at all: an empty one, as before
