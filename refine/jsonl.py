@@ -17,6 +17,7 @@ from refine.errors import FieldProblem
 
 __all__ = [
     "JSON_FAILURES",
+    "MAX_ROW_DEPTH",
     "NESTED_TOO_DEEP",
     "not_unicode",
     "not_utf8",
@@ -34,6 +35,26 @@ the standard library's parser raises on nesting deeper than the stack (``"[" * 5
 is not a ValueError. Walking a parsed value recursively can raise RecursionError too."""
 
 NESTED_TOO_DEEP = "nested too deep"
+
+MAX_ROW_DEPTH = 200
+"""Levels of arrays and objects a row may nest (the row itself is level 1). A row nested deeper
+parses, but every later recursive walk of it (the Unicode check, the templates, json.dumps
+when shards are written, orjson's 255 levels) could hit the stack's limit mid-run; no real
+dataset nests this deep, so such a row is its line's problem up front."""
+
+
+def _depth(value: object) -> int:
+    """How many levels of arrays and objects ``value`` nests, walked without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def why_not_json(exc: BaseException) -> str:
@@ -133,10 +154,10 @@ def _load_object(number: int, text: str) -> tuple[dict[str, Any] | None, list[Fi
         return None, [FieldProblem(number, None, f"not valid JSON: {why_not_json(exc)}")]
     if not isinstance(row, dict):
         return None, [FieldProblem(number, None, "a row must be a JSON object")]
-    try:
-        bad = not_unicode(number, row)
-    except RecursionError:  # parsed just under the stack's depth, too deep to walk
-        return None, [FieldProblem(number, None, f"not valid JSON: {NESTED_TOO_DEEP}")]
+    if (depth := _depth(row)) > MAX_ROW_DEPTH:
+        why = f"{NESTED_TOO_DEEP}: {depth} levels of arrays and objects, at most {MAX_ROW_DEPTH}"
+        return None, [FieldProblem(number, None, why)]
+    bad = not_unicode(number, row)
     return (None, bad) if bad else (row, [])
 
 

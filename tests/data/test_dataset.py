@@ -12,6 +12,7 @@ import pytest
 from flows.data.dataset import read_items, read_rows
 from flows.data.records import Item
 from refine.errors import FieldProblem, InputError
+from refine.jsonl import MAX_ROW_DEPTH
 
 
 def _write(tmp_path: Path, name: str, data: str | bytes) -> Path:
@@ -373,3 +374,18 @@ def test_a_row_nested_deeper_than_the_stack_is_its_lines_problem(tmp_path: Path)
     items, problems = read_rows(_write(tmp_path, "data.jsonl", "\n".join(lines) + "\n"))
     assert [item.fields["text"] for item in items] == ["ok", "also ok"]
     assert problems == [FieldProblem(2, None, "not valid JSON: nested too deep")]
+
+
+def test_a_row_nested_past_the_limit_is_its_lines_problem(tmp_path: Path) -> None:
+    """Deep enough to parse, too deep for every recursive walk after (templates, json.dumps)."""
+
+    def row(levels: int) -> str:  # the row object is level 1
+        return '{"text": "x", "meta": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+    lines = [row(MAX_ROW_DEPTH), row(MAX_ROW_DEPTH + 1), row(900)]
+    items, problems = read_rows(_write(tmp_path, "data.jsonl", "\n".join(lines) + "\n"))
+    assert [item.line for item in items] == [1]
+    assert [(p.line, p.message) for p in problems] == [
+        (2, f"nested too deep: 201 levels of arrays and objects, at most {MAX_ROW_DEPTH}"),
+        (3, f"nested too deep: 900 levels of arrays and objects, at most {MAX_ROW_DEPTH}"),
+    ]
