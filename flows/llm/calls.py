@@ -5,6 +5,7 @@ Also keeps the run's token count, which the per-run token budget reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,6 +102,7 @@ class ModelCalls:
         *,
         sample: int = 0,
         temperature: float | None = None,
+        keep: Callable[[str], bool] | None = None,
     ) -> tuple[Completion, bool]:
         """The answer to ``messages`` and whether it came from the cache.
 
@@ -110,6 +112,11 @@ class ModelCalls:
         ``temperature`` when given and with the seed moved by ``sample`` (when the run sets
         one): its index is part of the cache key, so samples are never confused and a re-run
         gets each one back from the cache.
+
+        ``keep`` says, of an answer's text, whether it is worth keeping: one it refuses (an
+        answer that post-processing leaves empty, say) is neither written to the cache nor
+        served from it, beside what :func:`reusable` refuses, so a retry asks again instead of
+        replaying it.
         """
         logprobs = self.logprobs and role == "step"
         sampling = self.endpoint.sampling()
@@ -131,7 +138,7 @@ class ModelCalls:
         if logprobs:
             request["logprobs"] = True
         key = request_key(request)
-        if (hit := self._cached(key)) is not None:
+        if (hit := self._cached(key, keep)) is not None:
             self.cache_hits += 1
             self.tokens += hit.usage.tokens
             completion = Completion(
@@ -145,7 +152,7 @@ class ModelCalls:
             return completion, True
         completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
         self.tokens += completion.usage.tokens
-        if self.cache is not None and reusable(completion.content, completion.finish_reason):
+        if self.cache is not None and _kept(completion.content, completion.finish_reason, keep):
             answer = CachedAnswer(
                 content=completion.content,
                 finish_reason=completion.finish_reason,
@@ -157,9 +164,10 @@ class ModelCalls:
             self.cache.put(key, answer.model_dump())
         return completion, False
 
-    def _cached(self, key: str) -> CachedAnswer | None:
+    def _cached(self, key: str, keep: Callable[[str], bool] | None) -> CachedAnswer | None:
         """The cached answer for ``key``; an entry of the wrong shape is a miss, never served,
-        and so is an unusable answer that an earlier release wrote (see :func:`reusable`)."""
+        and so is an unusable answer that an earlier release wrote (see :func:`reusable`) or
+        one that ``keep`` refuses."""
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             return None
@@ -167,4 +175,9 @@ class ModelCalls:
             answer = CachedAnswer.model_validate(raw)
         except ValidationError:
             return None
-        return answer if reusable(answer.content, answer.finish_reason) else None
+        return answer if _kept(answer.content, answer.finish_reason, keep) else None
+
+
+def _kept(content: str, finish_reason: str | None, keep: Callable[[str], bool] | None) -> bool:
+    """Whether an answer may be in the cache: :func:`reusable`, and worth keeping to ``keep``."""
+    return reusable(content, finish_reason) and (keep is None or keep(content))

@@ -202,7 +202,7 @@ class Refiner:
     async def _draft(self, run: ItemRun, step: int, *, fix: bool) -> Draft:
         """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
         messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
-        completion, cached = await self.calls.complete(messages, step)
+        completion, cached = await self.calls.complete(messages, step, keep=self._worth_keeping)
         if step == 1:
             self.empty_guard.observe(completion.content, self.config.endpoint.model)
         text, rejected = self._cleaned(completion.content)
@@ -218,7 +218,7 @@ class Refiner:
             repeats.append(side_request("repeat", completion, cached))
             fresh = self.renderer.messages(run.fields, [], 1)
             completion, cached = await self.calls.complete(
-                fresh, step, sample=step, temperature=temperature
+                fresh, step, sample=step, temperature=temperature, keep=self._worth_keeping
             )
             text, rejected = self._cleaned(completion.content)
         draft = Draft(
@@ -261,6 +261,17 @@ class Refiner:
     def _budget_stop(self, run: ItemRun) -> StopReason | None:
         """``token_budget`` when the item's or the run's tokens are spent, else None."""
         return "token_budget" if self.budget.spent(run.drafts, self.calls.tokens) else None
+
+    def _worth_keeping(self, content: str) -> bool:
+        """Whether a step's answer may be cached: post-processing leaves some text of it.
+
+        An answer that is only chatter or an empty fence is a bad moment of the model, like an
+        empty one: replayed from the cache, it would fail its item again on every retry.
+        """
+        try:
+            return bool(self._cleaned(content)[0].strip())
+        except RefineError:  # a cleaner that fails on it: asked again once the cleaner is fixed
+            return False
 
     def _cleaned(self, content: str) -> tuple[str, str | None]:
         """The cleaned text, and the reason a filter rejected it (None: kept)."""
