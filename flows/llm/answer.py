@@ -166,10 +166,16 @@ def _error_message(error: Any, body: Mapping[str, Any]) -> str:
             for key in ("message", "detail"):
                 if isinstance(where.get(key), str) and where[key].strip():
                     return str(where[key])
+    return quote_body(body, 300)
+
+
+def quote_body(body: Any, chars: int) -> str:
+    """The start of ``body`` as JSON text (at most ``chars`` characters), for a message; a body
+    nested past what the encoder takes (orjson: 255 levels) is said to be so, never a crash."""
     try:
-        return orjson.dumps(body).decode()[:300]
-    except orjson.JSONEncodeError:  # nested past orjson's 255 levels
-        return "(an error body nested too deep to quote)"
+        return orjson.dumps(body).decode()[:chars]
+    except orjson.JSONEncodeError:
+        return "(a body nested too deep to quote)"
 
 
 def _holds_text(choice: Any) -> bool:

@@ -28,6 +28,7 @@ from flows.llm.answer import (
     UnusableAnswer,
     answer_text,
     decode_body,
+    quote_body,
     raise_if_error,
     token_logprobs,
     usage_of,
@@ -83,10 +84,6 @@ def _server_message(exc: openai.APIStatusError) -> str:
             return str(err["message"])
     text = exc.response.text if exc.response is not None else ""
     return text[:300] or exc.message
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 class ChatClient:
@@ -278,13 +275,13 @@ class ChatClient:
         url = self.endpoint.base_url
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices, list):
-            start = redact(json.dumps(body, ensure_ascii=False)[:120], self._secret)
+            start = redact(quote_body(body, 120), self._secret)
             raise EndpointError(f"answer from {url} has no choices; it begins {start!r}")
         choice = choices[0]
         if not isinstance(choice, dict):
             raise EndpointError(f"unusable answer from {url}: choices[0] is not an object")
         try:
-            content = answer_text(_mapping(choice.get("message")))
+            content = answer_text(choice.get("message"))  # a message not an object is refused
         except UnusableAnswer as exc:
             reason = redact(str(exc), self._secret)
             raise EndpointError(f"unusable answer from {url}: {reason}") from None

@@ -159,3 +159,21 @@ def test_a_message_that_is_not_an_object_is_refused_saying_what_it_is(
     with pytest.raises(UnusableAnswer, match=words):
         answer_text(message)
     assert answer_text(None) == ""  # no message at all: an empty one, as before
+
+
+async def test_a_message_that_is_not_an_object_fails_the_call_over_http(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    body = {"object": "chat.completion", "choices": [{"index": 0, "message": "42"}]}
+    fake_server.script([Reply(raw_body=json.dumps(body))])
+    with pytest.raises(EndpointError, match="the message is a str, not an object"):
+        await make_client().complete(MESSAGES)
+
+
+async def test_a_body_too_deep_to_quote_without_choices_fails_saying_so(
+    fake_server: FakeOpenAI, make_client: MakeClient
+) -> None:
+    """orjson reads 1,000 levels but writes only 255: quoting the body must not crash."""
+    fake_server.script([Reply(raw_body='{"x": ' + "[" * 1000 + "]" * 1000 + "}")])
+    with pytest.raises(EndpointError, match=r"has no choices; it begins '\(a body nested too deep"):
+        await make_client().complete(MESSAGES)
