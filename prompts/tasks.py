@@ -118,10 +118,11 @@ class TaskKind:
         return rewards
 
 
-_PROSE = ("strip_code_fences", "strip_chatter", "strip")
+_PROSE = ("strip_chatter", "strip_code_fences", "strip_chatter", "strip")
 """The cleaners of answers that are only ever prose: a chat model's lead-in ("Voici la
-traduction française : ...") and sign-off go. Not for ``generic``, whose answers may be emails
-that rightly end "Let me know if ..."."""
+traduction française : ...") and sign-off go, before the code fence they may wrap (``Sure! Here
+is the summary:`` then a fenced answer) and again inside it. Not for ``generic``, whose answers
+may be emails that rightly end "Let me know if ..."."""
 
 TASK_KINDS: Mapping[str, TaskKind] = MappingProxyType(
     {

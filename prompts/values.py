@@ -32,15 +32,28 @@ def show_value(value: object) -> object:
     return value
 
 
-def visible_text(text: str) -> str:
-    """``text`` without whitespace and invisible format characters (Unicode category Cf: U+200B
-    zero-width space, U+200C, U+200D, U+2060, U+FEFF, the soft hyphen U+00AD, ...).
+_IGNORABLE = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+)
+"""Marks and fillers that show nothing (Unicode's Default_Ignorable_Code_Point in
+DerivedCoreProperties.txt, beside the Cf and Cc characters): the combining grapheme joiner,
+Hangul fillers and the variation selectors."""
 
-    Empty when the text would show nothing in a prompt: ``str.strip`` alone keeps U+200B and
-    U+FEFF, which ``str.isspace`` does not count as whitespace.
+
+def visible_text(text: str) -> str:
+    """``text`` without whitespace, control characters (Unicode category Cc: NUL, ESC, ...),
+    invisible format characters (Cf: U+200B zero-width space, U+200C, U+200D, U+2060, U+FEFF, the
+    soft hyphen U+00AD, ...) and the other marks that show nothing (:data:`_IGNORABLE`).
+
+    Empty when the text would show nothing, in a prompt or as an answer: ``str.strip`` alone
+    keeps U+200B and U+FEFF, which ``str.isspace`` does not count as whitespace.
     """
     return "".join(
-        char for char in text if not char.isspace() and unicodedata.category(char) != "Cf"
+        char
+        for char in text
+        if not char.isspace()
+        and unicodedata.category(char) not in ("Cf", "Cc")
+        and ord(char) not in _IGNORABLE
     )
 
 

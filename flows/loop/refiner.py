@@ -33,6 +33,7 @@ from flows.loop.stopping import (
 )
 from postprocess.filters import DraftRejected
 from postprocess.rewards import RewardDraft
+from prompts.values import visible_text
 from refine.errors import ConfigError, FatalEndpointError, RefineError
 
 __all__ = ["CleanerFailed", "ItemRun", "Refiner"]
@@ -91,9 +92,9 @@ class CleanerFailed(RefineError):
 def draft_problems(completion: Completion, text: str) -> list[str]:
     """What makes an answer unusable as it stands; the next step's prompt sees these."""
     problems = []
-    if not completion.content.strip():
+    if not visible_text(completion.content):  # zero-width spaces or NULs are no answer either
         problems.append("the model returned an empty answer")
-    elif not text:
+    elif not visible_text(text):
         problems.append("the answer is empty after post-processing")
     if (ended := finish_problem(completion.finish_reason)) is not None:
         problems.append(ended)  # a cut or filtered half-answer is never complete text
@@ -245,7 +246,7 @@ class Refiner:
         self, run: ItemRun, draft: Draft, logprobs: tuple[float, ...] | None, *, judged: bool
     ) -> None:
         """Validators' problems and rewards; a rejected or empty draft is neither."""
-        if not judged or not draft.text.strip():
+        if not judged or not visible_text(draft.text):
             return
         found = await self.assess(
             run.row(), RewardDraft(draft.text, logprobs), validate=True, score=True
@@ -269,7 +270,7 @@ class Refiner:
         empty one: replayed from the cache, it would fail its item again on every retry.
         """
         try:
-            return bool(self._cleaned(content)[0].strip())
+            return bool(visible_text(self._cleaned(content)[0]))
         except RefineError:  # a cleaner that fails on it: asked again once the cleaner is fixed
             return False
 

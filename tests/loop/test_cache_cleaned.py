@@ -16,9 +16,21 @@ from tests.fake_openai import FakeOpenAI, Reply
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-@pytest.mark.parametrize("empty", ["Sure! Here is the summary:", "```\n```"])
+CLEANED_AWAY = "the answer is empty after post-processing"
+
+
+@pytest.mark.parametrize(
+    ("empty", "problem"),
+    [
+        ("Sure! Here is the summary:", CLEANED_AWAY),
+        ("```\n```", CLEANED_AWAY),
+        ("Sure! Here is the summary:\n```\n```", CLEANED_AWAY),  # a lead-in, then the fence
+        ("\u200b\u200b\ufeff", "the model returned an empty answer"),  # shows nothing
+        ("\x00\x1b \ufe0f", "the model returned an empty answer"),
+    ],
+)
 async def test_an_answer_empty_after_cleaning_is_asked_again_by_the_next_run(
-    fake_server: FakeOpenAI, tmp_path: Path, empty: str
+    fake_server: FakeOpenAI, tmp_path: Path, empty: str, problem: str
 ) -> None:
     data = write_rows(tmp_path / "data.jsonl", [{"id": "s", "text": "Rain all week."}])
     fake_server.script([Reply(content=empty), Reply(content="Rain all week.")])
@@ -27,7 +39,7 @@ async def test_an_answer_empty_after_cleaning_is_asked_again_by_the_next_run(
     await refine_batch(data, tmp_path / "first.jsonl", config)
     (first,) = read_records(tmp_path / "first.jsonl")
     assert first["status"] == "failed" and first["output"] is None
-    assert first["drafts"][0]["problems"] == ["the answer is empty after post-processing"]
+    assert first["drafts"][0]["problems"] == [problem]
     assert list((tmp_path / "cache").rglob("*.json")) == []  # nothing kept of it
 
     await refine_batch(data, tmp_path / "second.jsonl", config)

@@ -208,7 +208,7 @@ def test_registry_names_must_be_identifiers() -> None:
 def test_default_chains() -> None:
     """Each task kind's default chain (the task table in prompts.tasks) built and applied."""
     prose_kind, code_kind = TASK_KINDS["summarize"], TASK_KINDS["codegen"]
-    chatter = ["strip_code_fences", "strip_chatter", "strip"]
+    chatter = ["strip_chatter", "strip_code_fences", "strip_chatter", "strip"]
     assert prose_kind.default_cleaners(None) == chatter
     assert prose_kind.default_cleaners(500) == [*chatter, "truncate_chars:500"]
     for name in ("translate", "qa"):
@@ -220,6 +220,10 @@ def test_default_chains() -> None:
     with pytest.raises(ConfigError, match="max_chars"):
         prose_kind.default_cleaners(0)
 
+    fenced = build_chain(prose_kind.default_cleaners(None))
+    assert fenced("Sure! Here is the summary:\n\n```text\nReal.\n```") == "Real."
+    assert fenced("Sure! Here is the summary:\n```\n```") == ""  # empty: a problem, never ok
+    assert fenced("```\nReal.\n```\nLet me know if you need anything else.") == "Real."
     prose = build_chain(prose_kind.default_cleaners(10))
     assert prose("```\n  A summary that runs long.\n```\n") == "A summary"
     code = build_chain(code_kind.default_cleaners(None))

@@ -160,6 +160,8 @@ def test_bad_demos_are_named_by_line_and_field(tmp_path: Path) -> None:
         ("\ufeff", "holds only invisible characters"),
         (" \u200c\u200d\u2060\u00a0\n", "holds only invisible characters"),
         ("\u00ad", "holds only invisible characters"),
+        ("\x00\x07\x1b", "holds only invisible characters"),  # control characters
+        ("\ufe0f\u034f\u3164", "holds only invisible characters"),  # selectors, joiner, filler
     ],
 )
 def test_junk_holds_nothing_to_show(value: object, why: str) -> None:
