@@ -41,7 +41,8 @@ _FIELD = re.compile(r'"(?P<quoted>(?:[^"]|"")*+)(?P<closed>"?)(?P<rest>[^,\r\n]*
 quote; text after the closing quote is kept, as csv does) or plain text up to a comma or line end.
 The possessive ``*+`` keeps ``"a"",b`` from backtracking into a reading csv would not make."""
 
-_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian (UTF-32 LE starts alike)
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")  # LE, BE; UTF-32 BE
+_UTF32_MARKS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")  # UTF-32 LE starts as UTF-16 LE
 _Match = re.Match[str]
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # what ``surrogateescape`` makes of a non-UTF-8 byte
@@ -69,7 +70,8 @@ def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
     except OSError as exc:
         raise InputError(path, [FieldProblem(0, None, f"cannot read: {exc.strerror}")]) from None
     if data.startswith(_UTF16_MARKS):  # every line would read "not UTF-8", never saying why
-        problem = "the file is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8"
+        width = "32" if data.startswith(_UTF32_MARKS) else "16"
+        problem = f"the file is UTF-{width} (it starts with its byte-order mark): save it as UTF-8"
         raise InputError(path, [FieldProblem(0, None, problem)])
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
