@@ -56,7 +56,7 @@ class Usage(BaseModel):
     """Token counts as the endpoint reported them, or estimated where it reported none.
 
     ``estimated``: a count was missing from the answer and was estimated from its characters
-    (see ``flows.llm.answer.usage_of``); a sum of usages is estimated when any part of it is.
+    (see ``flows.llm.usage.usage_of``); a sum of usages is estimated when any part of it is.
     It is written only when True, so records of endpoints that report usage keep their shape,
     and records written before the field existed read as reported (False).
     """

@@ -8,37 +8,29 @@
   as that status.
 - The answer's text is ``message.content``: a string, or a list of typed parts whose text parts
   are joined (thinking and reasoning parts, and ``reasoning_content``, stay out of it).
-- Usage is what the endpoint reported; a count it left out is estimated (``Usage.estimated``).
+
+Its usage is read by :mod:`flows.llm.usage`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from flows.data.records import Usage
 from flows.llm.retry import ErrorAnswer
 from refine.jsonl import NESTED_TOO_DEEP
 
 __all__ = [
-    "CHARS_PER_TOKEN",
     "UnusableAnswer",
     "answer_text",
     "decode_body",
-    "estimate_tokens",
     "raise_if_error",
     "token_logprobs",
-    "usage_of",
 ]
-
-CHARS_PER_TOKEN = 4
-"""Characters per token of an estimate: OpenAI's rule of thumb for English text ("one token is
-about 4 characters", help.openai.com, "What are tokens and how to count them?")."""
 
 TEXT_PARTS = frozenset({"text", "output_text"})
 """Content part types whose ``text`` is the answer (chat completions, the Responses API)."""
@@ -303,49 +295,3 @@ def token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
             return None  # a malformed entry: no logprobs rather than wrong ones
         values.append(float(value))
     return tuple(values)
-
-
-# -- usage -----------------------------------------------------------------------------------
-
-
-def _reported(value: Any) -> int | None:
-    """A token count as sent: a non-negative whole number, else None (null, text, garbage)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value if isinstance(value, int) and value >= 0 else None
-
-
-def estimate_tokens(chars: int) -> int:
-    """Tokens of ``chars`` characters at :data:`CHARS_PER_TOKEN`, rounded up."""
-    return math.ceil(chars / CHARS_PER_TOKEN)
-
-
-def _prompt_chars(messages: Sequence[Mapping[str, Any]]) -> int:
-    return sum(len(str(m.get("content") or "")) for m in messages)
-
-
-def usage_of(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], text: str) -> Usage:
-    """Token counts as the endpoint reported them, each missing one estimated.
-
-    The estimates: prompt tokens = characters of the messages' contents / 4, completion tokens
-    = characters of the answer / 4, each rounded up (:data:`CHARS_PER_TOKEN`).
-    A prompt count of 0 is missing too (every request has a prompt), and so is a completion
-    count of 0 for an answer that is not empty: servers that do not count send zeros.
-    ``estimated`` is True when either count was estimated.
-    """
-    usage = body.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
-    details = usage.get("prompt_tokens_details")
-    details = details if isinstance(details, Mapping) else {}
-    prompt = _reported(usage.get("prompt_tokens")) or None
-    completion = _reported(usage.get("completion_tokens"))
-    if completion == 0 and text:
-        completion = None
-    return Usage(
-        prompt_tokens=prompt if prompt is not None else estimate_tokens(_prompt_chars(messages)),
-        completion_tokens=completion if completion is not None else estimate_tokens(len(text)),
-        cached_tokens=_reported(details.get("cached_tokens")) or 0,
-        estimated=prompt is None or completion is None,
-    )

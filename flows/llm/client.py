@@ -24,14 +24,12 @@ from pydantic import SecretStr
 from flows.config.run import EndpointConfig, RetryConfig
 from flows.data.records import Usage
 from flows.llm.answer import (
-    CHARS_PER_TOKEN,
     UnusableAnswer,
     answer_text,
     decode_body,
     quote_body,
     raise_if_error,
     token_logprobs,
-    usage_of,
 )
 from flows.llm.retry import (
     CallTimeoutError,
@@ -41,6 +39,7 @@ from flows.llm.retry import (
     retry_after_seconds,
 )
 from flows.llm.slots import prefect_slot
+from flows.llm.usage import CHARS_PER_TOKEN, usage_of
 from refine.errors import EndpointError, FatalEndpointError
 
 __all__ = ["ChatClient", "Completion"]
