@@ -164,6 +164,22 @@ def within_budget(records: dict[str, Record], log: list[LogEntry], budget: Budge
     assert not over, f"items over the budget of {budget.per_item}: {over}"
 
 
+def only_good_rows_ran(
+    code: int, stderr: str, output: Path, log: list[LogEntry], skipped: int, good: list[str]
+) -> dict[str, Record]:
+    """A ``--skip-invalid`` run (two steps, three attempts): exit 1, ``skipped`` rows reported,
+    each ``good`` id ok within the budget, real answers served, and two requests per good row
+    only. Returns the records by id."""
+    assert code == 1, stderr  # some rows were left out
+    assert f"skipped {skipped} invalid row(s)" in stderr
+    records = records_by_id(output, good)
+    assert all(record["status"] == "ok" for record in records.values())
+    within_budget(records, log, Budget(steps=2, max_attempts=3))
+    served_only_real_answers(records.values(), log)
+    assert len(log) == 2 * len(good)
+    return records
+
+
 def in_flight_at(log: list[LogEntry], moment: float, settle: float = 0.2) -> int:
     """Requests the client had sent and not yet stored at ``moment`` (monotonic): unanswered,
     or answered within ``settle`` seconds before it (on the wire back, not yet cached)."""
