@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from flows.cli.eval import eval_command
@@ -22,6 +21,7 @@ from flows.cli.export import export_command
 from flows.cli.guard import run_guarded
 from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
 from flows.cli.ops import register_ops
+from flows.cli.summary import print_skipped, print_summary
 from flows.cli.templates import templates_app
 from flows.config.run import build_run_config
 from flows.config.text import refuse_paths_not_text
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.config.run import RunConfig
     from flows.data.records import Item
-    from flows.loop.preflight import CheckedInput
 
 __all__ = ["app"]
 
@@ -217,7 +216,7 @@ def _run(
     config = build_run_config(overrides, config_file)  # flags over file over environment
     checked = load_input(input_path, config)  # fail fast, before the model or Prefect
     if checked.skipped:
-        _print_skipped(input_path, checked)
+        print_skipped(input_path, checked)
     with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
         if config.endpoint.embedded:
             Console(stderr=True).print(
@@ -230,18 +229,6 @@ def _run(
             probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
         summary = _run_batch(input_path, output, config, checked.items, quiet)
         return summary, len(checked.skipped_lines)
-
-
-def _print_skipped(input_path: Path, checked: CheckedInput) -> None:
-    """Name each input row left out as invalid, before the run starts."""
-    lines = "\n".join(f"  {input_path}:{problem}" for problem in checked.skipped)
-    invalid, read = len(checked.skipped_lines), checked.rows_read
-    Console(stderr=True).print(
-        f"[yellow]skipped {invalid} invalid row(s) of {read} read (--skip-invalid):[/]\n"
-        + escape(lines),
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 def _run_batch(
@@ -272,43 +259,8 @@ def _run_batch(
             summary = asyncio.run(main())
     finally:
         drain_prefect_workers()
-    _print_summary(summary)
+    print_summary(summary)
     return summary
-
-
-def _tokens(summary: BatchSummary) -> str:
-    """The run's token counts, marked when some of them are estimates (answers without usage)."""
-    counts = f"{summary.prompt_tokens} / {summary.completion_tokens}"
-    return f"{counts} (some estimated)" if summary.tokens_estimated else counts
-
-
-def _print_summary(summary: BatchSummary) -> None:
-    """The run's table: where every input row went, then what the run cost."""
-    table = Table(title="refine run", show_header=False)
-    for label, value in [
-        ("output", str(summary.output_path)),
-        *_row_counts(summary),
-        ("ok", summary.ok),
-        ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
-        ("HTTP requests", summary.http_attempts),
-        ("cache hits", summary.cache_hits),
-        ("prompt / completion tokens", _tokens(summary)),
-        ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
-        ("wall time", f"{summary.wall_s:.2f} s"),
-    ]:
-        table.add_row(label, str(value))
-    Console().print(table)
-
-
-def _row_counts(summary: BatchSummary) -> list[tuple[str, object]]:
-    """Rows read = skipped as invalid + already finished + run; retried are among those run."""
-    return [
-        ("rows read", summary.rows_read),
-        ("skipped as invalid", summary.invalid),
-        ("already finished (resumed)", summary.skipped),
-        ("run", summary.ran),
-        ("retried (failed before)", summary.retried),
-    ]
 
 
 def main() -> None:

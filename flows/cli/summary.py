@@ -1,0 +1,63 @@
+"""What ``refine run`` prints around a run: the rows left out before it, its table after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from flows.batch import BatchSummary
+    from flows.loop.preflight import CheckedInput
+
+__all__ = ["print_skipped", "print_summary"]
+
+
+def print_skipped(input_path: Path, checked: CheckedInput) -> None:
+    """Name each input row left out as invalid, before the run starts."""
+    lines = "\n".join(f"  {input_path}:{problem}" for problem in checked.skipped)
+    invalid, read = len(checked.skipped_lines), checked.rows_read
+    Console(stderr=True).print(
+        f"[yellow]skipped {invalid} invalid row(s) of {read} read (--skip-invalid):[/]\n"
+        + escape(lines),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _tokens(summary: BatchSummary) -> str:
+    """The run's token counts, marked when some of them are estimates (answers without usage)."""
+    counts = f"{summary.prompt_tokens} / {summary.completion_tokens}"
+    return f"{counts} (some estimated)" if summary.tokens_estimated else counts
+
+
+def print_summary(summary: BatchSummary) -> None:
+    """The run's table: where every input row went, then what the run cost."""
+    table = Table(title="refine run", show_header=False)
+    for label, value in [
+        ("output", str(summary.output_path)),
+        *_row_counts(summary),
+        ("ok", summary.ok),
+        ("failed", f"{summary.failed} (+{summary.failed_before} in earlier runs)"),
+        ("HTTP requests", summary.http_attempts),
+        ("cache hits", summary.cache_hits),
+        ("prompt / completion tokens", _tokens(summary)),
+        ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
+        ("wall time", f"{summary.wall_s:.2f} s"),
+    ]:
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def _row_counts(summary: BatchSummary) -> list[tuple[str, object]]:
+    """Rows read = skipped as invalid + already finished + run; retried are among those run."""
+    return [
+        ("rows read", summary.rows_read),
+        ("skipped as invalid", summary.invalid),
+        ("already finished (resumed)", summary.skipped),
+        ("run", summary.ran),
+        ("retried (failed before)", summary.retried),
+    ]
