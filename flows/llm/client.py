@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -31,6 +30,7 @@ from flows.llm.answer import (
     raise_if_error,
     token_logprobs,
 )
+from flows.llm.redact import redact
 from flows.llm.retry import (
     CallTimeoutError,
     ErrorAnswer,
@@ -60,19 +60,6 @@ class Completion:
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
     token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
-
-
-KEY_LIKE = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-]{6,}")
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with the API key, and anything shaped like one, replaced by ``***``.
-
-    Error bodies are the server's words, and some proxies echo the key they were sent.
-    """
-    if secret:
-        text = text.replace(secret, "***")
-    return KEY_LIKE.sub(r"\1-***", text)
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
