@@ -23,6 +23,7 @@ from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
 from flows.cli.ops import register_ops
 from flows.cli.summary import print_skipped, print_summary
 from flows.cli.templates import templates_app
+from flows.config.loop import parse_samples
 from flows.config.run import build_run_config
 from flows.config.text import refuse_paths_not_text
 
@@ -46,6 +47,15 @@ app.command("eval")(eval_command)
 register_ops(app)  # server, serve, deploy
 
 
+def _samples_option(value: str | None) -> str | None:
+    """``--samples`` as typer checks it: a count or counts, else a usage error (exit 2)."""
+    try:
+        parse_samples(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 @app.command()
 def run(
     input_path: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv, one item a row.")],
@@ -56,6 +66,27 @@ def run(
         str | None, typer.Option(help="generic, summarize, translate, qa, codegen.")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Refinement steps T.")] = None,
+    samples: Annotated[
+        str | None,
+        typer.Option(
+            help="Best-of-N: candidates per step, N or one count per step (4,1,1); "
+            "needs --temperature above 0.",
+            callback=_samples_option,
+        ),
+    ] = None,
+    stop_sampling_when_valid: Annotated[
+        bool,
+        typer.Option(
+            "--stop-sampling-when-valid",
+            help="Draw a step's candidates one at a time; stop at the first with no problems.",
+        ),
+    ] = False,
+    supports_n: Annotated[
+        bool,
+        typer.Option(
+            "--supports-n", help="The endpoint honours n: a step's N candidates in one request."
+        ),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
     local_model: Annotated[str | None, typer.Option(help=LOCAL_MODEL_HELP)] = None,
@@ -140,6 +171,8 @@ def run(
         "sandbox": {"allow_unsandboxed": True if allow_unsandboxed else None},
         "task": task,
         "steps": steps,
+        "samples": parse_samples(samples),  # checked by _samples_option
+        "stop_sampling_when_valid": True if stop_sampling_when_valid else None,
         "template_dirs": template_dir or None,
         "concurrency": concurrency,
         "chunk_size": chunk_size,
@@ -154,6 +187,7 @@ def run(
             "max_tokens": max_tokens,
             "temperature": temperature,
             "seed": seed,
+            "supports_n": True if supports_n else None,
         },
         "local_model": {"model": local_model},
     }

@@ -38,6 +38,13 @@ class EndpointConfig(_Strict):
             "workers (create it: prefect gcl create NAME --limit N); two API calls a request"
         ),
     )
+    supports_n: bool = Field(
+        default=False,
+        description=(
+            "the endpoint honours `n` (OpenAI, vLLM): a best-of-N step asks for its N "
+            "candidates in one request; else N requests with distinct seeds"
+        ),
+    )
     send_api_key: bool = Field(
         default=True, description="False for the embedded local model: no key leaves the process"
     )

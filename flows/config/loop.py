@@ -17,20 +17,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from postprocess.sandbox.run import SandboxLimits
 
 __all__ = [
+    "MAX_SAMPLES",
     "CritiqueConfig",
     "LoopFields",
     "SandboxConfig",
     "Selection",
     "Spec",
     "StopConfig",
+    "parse_samples",
 ]
 
 Spec = str | dict[str, Any]
 """A cleaner, validator or reward as configured, in the grammar of :mod:`postprocess.specs`:
 ``"rouge_l"``, ``"truncate_chars:500"``, ``"pkg.mod:fn"`` or ``{name = ..., ...}``."""
 
+MAX_SAMPLES = 64
+"""The most candidates one step may draw."""
+
 Selection = Literal["last", "best"]
 """``last`` usable draft, or the ``best`` one by the primary reward (ties to the later step)."""
+
+
+def parse_samples(text: str | None) -> int | list[int] | None:
+    """``--samples``: ``"3"`` is 3, ``"4,1,1"`` is ``[4, 1, 1]``, None stays None.
+
+    Raises:
+        ValueError: a part is not a whole number (the range is checked by the config).
+    """
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        counts = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a count or a comma-separated list of counts (3, or 4,1,1)"
+        ) from None
+    return counts[0] if len(counts) == 1 else counts
 
 
 class _Strict(BaseModel):
@@ -121,6 +144,40 @@ class LoopFields(_Strict):
     stop: StopConfig = Field(default_factory=StopConfig)
     select: Selection = "last"
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    samples: int | list[int] = Field(
+        default=1,
+        description="best-of-N: candidates each step draws (a list sets it per step, its last "
+        "entry for the steps after it); the step's draft is the best candidate",
+    )
+    stop_sampling_when_valid: bool = Field(
+        default=False,
+        description="draw a step's candidates one at a time and stop at the first that passes "
+        "every validator (with visible tests: test-filtered sampling)",
+    )
+
+    @field_validator("samples")
+    @classmethod
+    def _positive(cls, value: int | list[int]) -> int | list[int]:
+        counts = value if isinstance(value, list) else [value]
+        if not counts:
+            raise ValueError("give at least one count, e.g. samples = [4, 1, 1]")
+        for count in counts:
+            if isinstance(count, bool) or count < 1 or count > MAX_SAMPLES:
+                raise ValueError(
+                    f"each count is a whole number from 1 to {MAX_SAMPLES}, got {count}"
+                )
+        return value
+
+    def samples_at(self, step: int) -> int:
+        """Candidates step ``step`` (from 1) draws: ``samples``, or its entry for the step (the
+        last entry for steps past the list)."""
+        if isinstance(self.samples, int):
+            return self.samples
+        return self.samples[min(step, len(self.samples)) - 1]
+
+    def most_samples(self) -> int:
+        """The largest count of candidates any step draws."""
+        return self.samples if isinstance(self.samples, int) else max(self.samples)
 
     @field_validator("validators", "rewards")
     @classmethod

@@ -19,6 +19,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -89,6 +90,19 @@ class RunConfig(LoopFields):
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     local_model: LocalModelConfig = Field(default_factory=LocalModelConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _sampling_needs_temperature(self) -> RunConfig:
+        """Best-of-N draws N different answers only when sampling is random."""
+        most = self.most_samples()
+        temperature = self.endpoint.temperature
+        if most > 1 and temperature is not None and temperature <= 0:
+            raise ValueError(
+                f"samples draws {most} candidates a step, which needs sampling: set "
+                f"temperature above 0 (--temperature 0.7), not {temperature:g}; at temperature "
+                "0 every candidate would be the same answer"
+            )
+        return self
 
     @field_validator("cache_dir", "template_dirs", "examples_path")
     @classmethod

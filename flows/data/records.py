@@ -3,6 +3,7 @@ one ``Trajectory`` out per item."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
 
 __all__ = [
     "CachedAnswer",
+    "Candidate",
     "Draft",
     "DraftKind",
     "Item",
@@ -22,6 +24,7 @@ __all__ = [
     "StopReason",
     "Trajectory",
     "Usage",
+    "request_dicts",
 ]
 
 StopReason = Literal[
@@ -114,8 +117,44 @@ class SideRequest(BaseModel):
     attempts: int = 1
 
 
+class Candidate(BaseModel):
+    """One of the N answers a best-of-N step drew, cleaned, validated and scored like a draft.
+
+    ``index`` is its sample index (0 to N-1; part of its request's cache key), ``seed`` the
+    seed its request carried (None when the N came as the ``n`` choices of one request).
+    """
+
+    index: int
+    text: str
+    seed: int | None = None
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    attempts: int = 1
+    problems: list[str] = Field(default_factory=list)
+    rewards: dict[str, float] = Field(default_factory=dict)
+    reward_notes: list[str] = Field(default_factory=list)
+    side_requests: list[SideRequest] = Field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """Whether nothing is known to be wrong with this candidate."""
+        return not self.problems
+
+    def requests(self) -> list[tuple[bool, Usage]]:
+        """``(cached, usage)`` of its request and of its judge requests."""
+        return [(self.cached, self.usage)] + [(s.cached, s.usage) for s in self.side_requests]
+
+
 class Draft(BaseModel):
-    """One step's answer after post-processing, with what it cost and what is wrong with it."""
+    """One step's answer after post-processing, with what it cost and what is wrong with it.
+
+    In a best-of-N step (``samples`` > 1) the draft is the winning candidate: its text, usage,
+    problems and rewards are the winner's, ``candidates`` holds all N (the winner included, at
+    ``candidate``) and ``choice`` says why the winner won. The three are left out of the record
+    of a one-sample step.
+    """
 
     step: int
     kind: DraftKind = "draft"
@@ -134,18 +173,43 @@ class Draft(BaseModel):
     )
     critique: str | None = None
     side_requests: list[SideRequest] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(
+        default_factory=list, description="best-of-N: every candidate of the step, in order"
+    )
+    candidate: int | None = Field(default=None, description="best-of-N: the winner's index")
+    choice: str | None = Field(default=None, description="best-of-N: why the winner won")
+
+    @model_serializer(mode="wrap")
+    def _candidates_only_when_sampled(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.candidates:
+            for key in ("candidates", "candidate", "choice"):
+                data.pop(key, None)
+        return data
 
     @property
     def usable(self) -> bool:
         """Whether this draft may be the output: nothing is known to be wrong with it."""
         return not self.problems
 
+    def requests(self) -> list[tuple[bool, Usage]]:
+        """``(cached, usage)`` of every request the step made: its own (the winner's), its
+        critique, judge and repeat requests, and every other candidate's with its judges."""
+        found = [(self.cached, self.usage)] + [(s.cached, s.usage) for s in self.side_requests]
+        for other in self.candidates:
+            if other.index != self.candidate:
+                found.extend(other.requests())
+        return found
+
     @property
     def total_usage(self) -> Usage:
-        """The step's request plus its critique and judge requests."""
-        total = self.usage
-        for request in self.side_requests:
-            total = total + request.usage
+        """Every request of the step: the draft's (all candidates') plus its critique and judge
+        requests. What the token budgets and ``refine eval`` count."""
+        total = Usage()
+        for _, usage in self.requests():
+            total = total + usage
         return total
 
 
@@ -171,3 +235,16 @@ class Trajectory(BaseModel):
         for draft in self.drafts:
             total = total + draft.total_usage
         return total
+
+
+def request_dicts(draft: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every request of a draft as written in a record (a dict, as the UI's readers keep it):
+    the draft's own, its side requests, and each other best-of-N candidate's with its side
+    requests. Each has ``cached``, ``attempts`` and ``usage``, as :meth:`Draft.requests` reads.
+    """
+    yield draft
+    yield from draft.get("side_requests") or []
+    for other in draft.get("candidates") or []:
+        if isinstance(other, Mapping) and other.get("index") != draft.get("candidate"):
+            yield other
+            yield from other.get("side_requests") or []

@@ -102,6 +102,7 @@ class ModelCalls:
         *,
         sample: int = 0,
         temperature: float | None = None,
+        seed: int | None = None,
         keep: Callable[[str], bool] | None = None,
     ) -> tuple[Completion, bool]:
         """The answer to ``messages`` and whether it came from the cache.
@@ -111,7 +112,8 @@ class ModelCalls:
         them. ``sample`` > 0 asks again for another answer to the same messages, at
         ``temperature`` when given and with the seed moved by ``sample`` (when the run sets
         one): its index is part of the cache key, so samples are never confused and a re-run
-        gets each one back from the cache.
+        gets each one back from the cache. ``seed`` sets the request's seed outright (a
+        best-of-N candidate's, see :meth:`sample_seed`).
 
         ``keep`` says, of an answer's text, whether it is worth keeping: one it refuses (an
         answer that post-processing leaves empty, say) is neither written to the cache nor
@@ -122,8 +124,71 @@ class ModelCalls:
         sampling = self.endpoint.sampling()
         if temperature is not None:
             sampling["temperature"] = temperature
-        if sample and self.endpoint.seed is not None:
+        if seed is not None:
+            sampling["seed"] = seed
+        elif sample and self.endpoint.seed is not None:
             sampling["seed"] = self.endpoint.seed + sample
+        key = self._key(messages, step, role, sample, sampling, logprobs=logprobs)
+        if (hit := self._cached(key, keep)) is not None:
+            return hit, True
+        completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
+        self._keep(key, completion, keep)
+        return completion, False
+
+    async def complete_choices(
+        self,
+        messages: list[dict[str, str]],
+        step: int,
+        n: int,
+        *,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[tuple[Completion, bool]]:
+        """``n`` samples of a step's ``messages`` as the ``n`` choices of one request.
+
+        Each choice is cached under its own sample index (a key of its own, marked as drawn
+        with ``n``), so a re-run gets each back in its place; only the samples the cache does
+        not hold are asked for, in one request with ``n`` set to their count. A server that
+        sends fewer choices than asked (one that ignores ``n``) leaves the rest to be drawn one
+        request each, with a seed of their own (see :meth:`complete`).
+        """
+        sampling = self.endpoint.sampling()
+        keys = [self._key(messages, step, "step", i, sampling, drawn_with_n=True) for i in range(n)]
+        found: dict[int, tuple[Completion, bool]] = {}
+        for index, key in enumerate(keys):
+            if (hit := self._cached(key, keep)) is not None:
+                found[index] = (hit, True)
+        missing = [i for i in range(n) if i not in found]
+        if missing:
+            answers = await self.client.complete_choices(
+                messages, len(missing), logprobs=self.logprobs, sampling=sampling
+            )
+            for index, completion in zip(missing, answers, strict=False):
+                self.tokens += completion.usage.tokens
+                self._keep(keys[index], completion, keep, counted=True)
+                found[index] = (completion, False)
+        for index in range(n):  # what the server did not send: one request each
+            if index not in found:
+                found[index] = await self.complete(
+                    messages, step, sample=index, seed=self.sample_seed(index), keep=keep
+                )
+        return [found[i] for i in range(n)]
+
+    def sample_seed(self, index: int) -> int:
+        """The seed of a step's candidate ``index`` drawn by its own request: the endpoint's
+        ``seed`` (0 when unset) plus the index, so N candidates carry N distinct seeds."""
+        return (self.endpoint.seed or 0) + index
+
+    def _key(
+        self,
+        messages: list[dict[str, str]],
+        step: int,
+        role: str,
+        sample: int,
+        sampling: dict[str, Any],
+        *,
+        logprobs: bool = False,
+        drawn_with_n: bool = False,
+    ) -> str:
         request: dict[str, Any] = {
             "endpoint": self.endpoint_id,
             "model": self.endpoint.model,
@@ -137,21 +202,21 @@ class ModelCalls:
             request["role"] = role
         if logprobs:
             request["logprobs"] = True
-        key = request_key(request)
-        if (hit := self._cached(key, keep)) is not None:
-            self.cache_hits += 1
-            self.tokens += hit.usage.tokens
-            completion = Completion(
-                content=hit.content,
-                finish_reason=hit.finish_reason,
-                usage=hit.usage,
-                latency_s=0.0,
-                attempts=0,
-                token_logprobs=tuple(hit.token_logprobs) if hit.token_logprobs else None,
-            )
-            return completion, True
-        completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
-        self.tokens += completion.usage.tokens
+        if drawn_with_n:
+            request["drawn_with"] = "n"
+        return request_key(request)
+
+    def _keep(
+        self,
+        key: str,
+        completion: Completion,
+        keep: Callable[[str], bool] | None,
+        *,
+        counted: bool = False,
+    ) -> None:
+        """Count a fresh answer's tokens (unless ``counted``) and cache it if worth keeping."""
+        if not counted:
+            self.tokens += completion.usage.tokens
         if self.cache is not None and _kept(completion.content, completion.finish_reason, keep):
             answer = CachedAnswer(
                 content=completion.content,
@@ -162,20 +227,30 @@ class ModelCalls:
                 ),
             )
             self.cache.put(key, answer.model_dump())
-        return completion, False
 
-    def _cached(self, key: str, keep: Callable[[str], bool] | None) -> CachedAnswer | None:
-        """The cached answer for ``key``; an entry of the wrong shape is a miss, never served,
-        and so is an unusable answer that an earlier release wrote (see :func:`reusable`) or
-        one that ``keep`` refuses."""
+    def _cached(self, key: str, keep: Callable[[str], bool] | None) -> Completion | None:
+        """The cached answer for ``key``, counted as a hit; an entry of the wrong shape is a
+        miss, never served, and so is an unusable answer that an earlier release wrote (see
+        :func:`reusable`) or one that ``keep`` refuses."""
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             return None
         try:
-            answer = CachedAnswer.model_validate(raw)
+            hit = CachedAnswer.model_validate(raw)
         except ValidationError:
             return None
-        return answer if _kept(answer.content, answer.finish_reason, keep) else None
+        if not _kept(hit.content, hit.finish_reason, keep):
+            return None
+        self.cache_hits += 1
+        self.tokens += hit.usage.tokens
+        return Completion(
+            content=hit.content,
+            finish_reason=hit.finish_reason,
+            usage=hit.usage,
+            latency_s=0.0,
+            attempts=0,
+            token_logprobs=tuple(hit.token_logprobs) if hit.token_logprobs else None,
+        )
 
 
 def _kept(content: str, finish_reason: str | None, keep: Callable[[str], bool] | None) -> bool:

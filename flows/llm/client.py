@@ -8,6 +8,7 @@ by the whole run; it is held only while a request is on the wire, never during a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -42,7 +43,7 @@ from flows.llm.slots import prefect_slot
 from flows.llm.usage import CHARS_PER_TOKEN, usage_of
 from refine.errors import EndpointError, FatalEndpointError
 
-__all__ = ["ChatClient", "Completion"]
+__all__ = ["ChatClient", "Completion", "split_usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,41 @@ class Completion:
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
     token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
+
+
+def split_usage(answers: list[Completion]) -> list[Completion]:
+    """The ``n`` answers of one request, each with its share of the request's usage.
+
+    Every answer of the request arrives with the whole request's usage. The prompt was read
+    once: its tokens (and cached tokens) stay with the first answer. The completion tokens are
+    shared in proportion to each answer's characters (an equal share when all are empty), the
+    remainder of the rounding going to the first, so the shares add up to the server's count.
+    Where the server sent no usage, each answer keeps its own estimated completion tokens.
+    """
+    if len(answers) < 2:
+        return answers
+    whole = answers[0].usage
+    sizes = [len(a.content) for a in answers]
+    total = sum(sizes)
+    shares = [
+        (whole.completion_tokens * size) // total
+        if total
+        else whole.completion_tokens // len(sizes)
+        for size in sizes
+    ]
+    shares[0] += whole.completion_tokens - sum(shares)
+    if whole.estimated:  # no count came: each answer's own estimate is its share
+        shares = [answer.usage.completion_tokens for answer in answers]
+    split = []
+    for index, (answer, share) in enumerate(zip(answers, shares, strict=True)):
+        usage = Usage(
+            prompt_tokens=whole.prompt_tokens if index == 0 else 0,
+            completion_tokens=share,
+            cached_tokens=whole.cached_tokens if index == 0 else 0,
+            estimated=whole.estimated,
+        )
+        split.append(dataclasses.replace(answer, usage=usage))
+    return split
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -115,6 +151,44 @@ class ChatClient:
         ``sampling`` replaces the endpoint's sampling fields (temperature, seed, ...) for this
         request: a second sample of the same messages.
         """
+        response, on_wire, attempts = await self._answer(messages, logprobs, sampling)
+        return self._completion(response, messages, on_wire, attempts)
+
+    async def complete_choices(
+        self,
+        messages: list[Message],
+        n: int,
+        *,
+        logprobs: bool = False,
+        sampling: dict[str, Any] | None = None,
+    ) -> list[Completion]:
+        """N answers to ``messages`` in one request (``n``, for endpoints that honour it).
+
+        Returns up to ``n`` completions in the order of the choices' ``index``; fewer when the
+        server sent fewer (one that ignores ``n`` sends one). The request's usage is split: the
+        prompt's tokens (read once) go to the first choice, and the completion tokens are
+        shared in proportion to each choice's characters, so the sum is the server's count.
+        Raises EndpointError as :meth:`complete` does.
+        """
+        fields = {**(self.endpoint.sampling() if sampling is None else sampling), "n": n}
+        response, on_wire, attempts = await self._answer(messages, logprobs, fields)
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not isinstance(choices, list) or not choices:
+            return [self._completion(response, messages, on_wire, attempts)]  # raises, saying why
+        ordered = sorted(
+            (c for c in choices if isinstance(c, dict)),
+            key=lambda c: index if isinstance(index := c.get("index"), int) else 0,
+        )[:n]
+        answers = [
+            self._completion({**response, "choices": [choice]}, messages, on_wire, attempts)
+            for choice in ordered
+        ]
+        return split_usage(answers)
+
+    async def _answer(
+        self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None
+    ) -> tuple[Any, float, int]:
+        """One call under the retry policy: the answer's body, its time on the wire, attempts."""
         if self._fatal is not None:
             raise self._fatal
         attempts = 0
@@ -148,7 +222,7 @@ class ChatClient:
             raise EndpointError(
                 f"unusable answer from {self.endpoint.base_url}: {message}"
             ) from None
-        return self._completion(response, messages, on_wire, attempts)
+        return response, on_wire, attempts
 
     async def _attempt(
         self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None

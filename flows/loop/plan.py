@@ -130,12 +130,16 @@ def build_plan(config: RunConfig) -> LoopPlan:
     validators = build_validators(config.validators or [], base_dir, validator_registry)
     rewards = build_rewards(config.rewards or [], reward_registry)
     plan = LoopPlan(tuple(validators), tuple(rewards), sandbox)
-    if config.stop.stop_when_valid and not validators:  # would never fire: say so now
-        raise ConfigError(
-            f"stop.stop_when_valid needs a validator, and none is configured for task "
-            f"{config.task!r}; add one (known validators: "
-            f"{', '.join(validator_registry.names())}) or drop stop_when_valid"
-        )
+    for name, used in [
+        ("stop.stop_when_valid", config.stop.stop_when_valid),  # would never fire
+        ("stop_sampling_when_valid", config.stop_sampling_when_valid),  # would stop at once
+    ]:
+        if used and not validators:  # say so now
+            raise ConfigError(
+                f"{name} needs a validator, and none is configured for task "
+                f"{config.task!r}; add one (known validators: "
+                f"{', '.join(validator_registry.names())}) or drop {name.split('.')[-1]}"
+            )
     if plan.primary is None:
         needs = {
             'select = "best"': config.select == "best",

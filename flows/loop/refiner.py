@@ -11,15 +11,16 @@ critic's requests: :mod:`flows.loop.side`), and decide whether to go on
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flows.config.run import RunConfig
-from flows.data.records import Draft, Item, SideRequest, StopReason, Trajectory
+from flows.data.records import Draft, Item, StopReason, Trajectory
 from flows.llm.calls import ModelCalls, side_request
 from flows.llm.client import Completion
 from flows.llm.finish import finish_problem
+from flows.loop.candidates import BestOfN, Drafted
 from flows.loop.checks import Assessor
 from flows.loop.plan import LoopPlan
 from flows.loop.render import StepRenderer
@@ -160,6 +161,14 @@ class Refiner:
         self.assess = Assessor(plan, config.sandbox.concurrency or os.cpu_count() or 1)
         self.empty_guard = EmptyAnswerGuard(empty_answer_limit)
         self.side = SideRequests(renderer, calls, config.critique)
+        self.best_of_n = BestOfN(
+            calls,
+            self._made,
+            self._worth_keeping,
+            lambda drafts: self.budget.spent(drafts, self.calls.tokens),
+            one_at_a_time=config.stop_sampling_when_valid,
+            use_n=config.endpoint.supports_n,
+        )
 
     def start(self, item: Item) -> ItemRun:
         """A fresh run for ``item``."""
@@ -203,28 +212,63 @@ class Refiner:
     async def _draft(self, run: ItemRun, step: int, *, fix: bool) -> Draft:
         """Ask for, clean, validate and score this step's draft, and append it to ``run``."""
         messages = self.renderer.messages(run.fields, run.drafts, step, "fix" if fix else None)
+        samples = self.config.samples_at(step)
+        if samples > 1:  # best-of-N: the winner of N candidates (flows.loop.candidates)
+            draft, error = await self.best_of_n.draw(
+                run.drafts,
+                messages,
+                step,
+                samples,
+                self.plan.primary,
+                lambda history, drafted: self._check(run, history, drafted),
+            )
+            draft.kind = "fix" if fix else "draft"
+            for candidate in draft.candidates if step == 1 else []:
+                self.empty_guard.observe(candidate.text, self.config.endpoint.model)
+            run.drafts.append(draft)
+            if error is not None:
+                raise error
+            return draft
         completion, cached = await self.calls.complete(messages, step, keep=self._worth_keeping)
         if step == 1:
             self.empty_guard.observe(completion.content, self.config.endpoint.model)
-        text, rejected = self._cleaned(completion.content)
-        repeats: list[SideRequest] = []
+        drafted = self._made(completion, cached, step)
         temperature = self.config.stop.repeat_temperature
-        if fix and temperature is not None and repeats_a_wrong_draft(run.drafts, text):
+        if (
+            fix
+            and temperature is not None
+            and repeats_a_wrong_draft(run.drafts, drafted.draft.text)
+        ):
             # A small model copies the program it is shown: at temperature 0 in 19 of 25
             # HumanEval fix steps, and asked the same fix prompt again at 0.7 it still returned
             # the identical program in 13 of 16 items (issue 14). So the second sample is a fresh
             # answer to the initial request, which shows no earlier draft to copy: sampling
             # instead of repair (Olausson et al., ICLR 2024). ``sample=step`` gives every step's
             # fresh sample its own cache key and seed.
-            repeats.append(side_request("repeat", completion, cached))
+            repeat = side_request("repeat", completion, cached)
             fresh = self.renderer.messages(run.fields, [], 1)
             completion, cached = await self.calls.complete(
                 fresh, step, sample=step, temperature=temperature, keep=self._worth_keeping
             )
-            text, rejected = self._cleaned(completion.content)
+            drafted = self._made(completion, cached, step)
+            drafted.draft.side_requests.append(repeat)
+        draft = drafted.draft
+        draft.kind = "fix" if fix else "draft"
+        history = list(run.drafts)
+        run.drafts.append(draft)
+        try:
+            await self._check(run, history, drafted)
+        except RefineError as exc:  # kept in the record, never taken as the output
+            draft.problems.append(f"the checks of this draft failed: {exc}")
+            raise
+        return draft
+
+    def _made(self, completion: Completion, cached: bool, step: int) -> Drafted:
+        """A step's draft of ``completion``: cleaned, with the answer's own problems (empty,
+        cut off, rejected by a filter); validators and rewards come in :meth:`_check`."""
+        text, rejected = self._cleaned(completion.content)
         draft = Draft(
             step=step,
-            kind="fix" if fix else "draft",
             text=text,
             finish_reason=completion.finish_reason,
             usage=completion.usage,
@@ -232,29 +276,22 @@ class Refiner:
             cached=cached,
             attempts=completion.attempts,
             problems=draft_problems(completion, text) + ([rejected] if rejected else []),
-            side_requests=repeats,
         )
-        run.drafts.append(draft)
-        try:
-            await self._check(run, draft, completion.token_logprobs, judged=rejected is None)
-        except RefineError as exc:  # kept in the record, never taken as the output
-            draft.problems.append(f"the checks of this draft failed: {exc}")
-            raise
-        return draft
+        return Drafted(draft, completion.token_logprobs, judged=rejected is None)
 
-    async def _check(
-        self, run: ItemRun, draft: Draft, logprobs: tuple[float, ...] | None, *, judged: bool
-    ) -> None:
-        """Validators' problems and rewards; a rejected or empty draft is neither."""
-        if not judged or not visible_text(draft.text):
+    async def _check(self, run: ItemRun, history: Sequence[Draft], drafted: Drafted) -> None:
+        """Validators' problems and rewards of a draft that follows ``history``; a rejected or
+        empty draft is neither."""
+        draft = drafted.draft
+        if not drafted.judged or not visible_text(draft.text):
             return
         found = await self.assess(
-            run.row(), RewardDraft(draft.text, logprobs), validate=True, score=True
+            run.row(), RewardDraft(draft.text, drafted.logprobs), validate=True, score=True
         )
         draft.problems.extend(found.problems)
         draft.reward_notes.extend(found.notes)
         for judge in self.plan.judges:
-            await self.side.judge(run.fields, run.drafts, draft, judge)
+            await self.side.judge(run.fields, [*history, draft], draft, judge)
         scores = {**found.rewards, **draft.rewards}
         order = [r.label for r in self.plan.rewards]  # the primary reward first, as configured
         draft.rewards = {label: scores[label] for label in order if label in scores}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.data.output_reader import OutputScan
+from flows.data.records import request_dicts
 
 __all__ = ["OutputWatcher"]
 
@@ -71,8 +72,8 @@ class OutputWatcher:
             self.offset = self._scan.offset
 
     def _count(self, draft: dict[str, Any]) -> None:
-        """A step's request, then its critique and judge requests."""
-        for request in [draft, *(draft.get("side_requests") or [])]:
+        """A step's request, its critique and judge requests, and its other candidates'."""
+        for request in request_dicts(draft):
             if request.get("cached"):
                 self.cache_hits += 1
                 continue

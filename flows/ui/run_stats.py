@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.data.output_reader import OutputScan
+from flows.data.records import request_dicts
 
 __all__ = ["RunStats", "StepStats", "percentile", "read_run_stats", "step_label"]
 
@@ -145,10 +146,10 @@ class RunStats:
 
 
 def _priced(draft: dict[str, Any]) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """The step's request and its side requests (critique, judge), each with its cache flag."""
-    yield bool(draft.get("cached")), draft.get("usage") or {}
-    for side in draft.get("side_requests") or []:
-        yield bool(side.get("cached")), side.get("usage") or {}
+    """The step's request, its side requests (critique, judge) and its other best-of-N
+    candidates' requests, each with its cache flag."""
+    for request in request_dicts(draft):
+        yield bool(request.get("cached")), request.get("usage") or {}
 
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:

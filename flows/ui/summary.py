@@ -55,9 +55,7 @@ class Tally:
         self.ok += record.status == "ok"
         self.failed += record.status == "failed"
         for draft in record.drafts:
-            for cached, usage in [(draft.cached, draft.usage)] + [
-                (side.cached, side.usage) for side in draft.side_requests
-            ]:
+            for cached, usage in draft.requests():
                 if not cached:
                     self.prompt_tokens += usage.prompt_tokens
                     self.completion_tokens += usage.completion_tokens

@@ -12,7 +12,14 @@ sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` as UTF-8) and ``las
 last non-empty line, stripped and cut to 200 characters, of the last ``user`` message (text parts
 joined by newlines; empty when there is none). :func:`default_answer` computes it. Tokens are
 whitespace-split words: of all message contents for ``prompt_tokens``, of the answer for
-``completion_tokens``; ``cached_tokens`` is always 0. Only one choice is returned whatever ``n``.
+``completion_tokens``; ``cached_tokens`` is always 0.
+
+A request that carries an integer ``seed`` has ``"\nseed=<seed>"`` appended to its canonical
+JSON, for the hash and for script matches: distinct seeds get distinct default answers, and
+``script([...], match="seed=2")`` answers only the requests with seed 2. A request with ``n`` > 1
+gets n choices: choice 0 as above, each choice i after it the next scripted reply for the
+request (its content and finish reason), else the default answer with ``"\nchoice=<i>"``
+appended to the hashed JSON; ``completion_tokens`` counts all of them. Streams send one choice.
 
 Behaviour is programmed with the same methods in-process (:class:`FakeOpenAI`) and for a server
 in another process (:class:`FakeOpenAIControl`, over ``/_control/*``): ``script`` queues

@@ -131,6 +131,9 @@ class FakeApp:
             return self._body(entry, 400, orjson.dumps(error))
         messages = body["messages"]
         messages_json = policy.canonical_json(messages)
+        seed = body.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):  # scripts can match on it
+            messages_json += f"\nseed={seed}".encode()
         scripted_or_fault, entry.scripted = self.state.next_reply(messages_json)
         reply = scripted_or_fault or _DEFAULT
         entry.stream = bool(body.get("stream"))
@@ -145,7 +148,8 @@ class FakeApp:
         content = reply.content
         if content is None:
             content = policy.default_answer(messages, messages_json)
-        completion = policy.count_tokens(content)
+        more = self._more_choices(messages, messages_json, body.get("n"))
+        completion = policy.count_tokens(content) + sum(policy.count_tokens(c) for c, _ in more)
         usage: dict[str, Any] | None = reply.usage
         if usage is None:
             usage = policy.make_usage(policy.prompt_tokens(messages), completion)
@@ -170,8 +174,26 @@ class FakeApp:
             message_fields=reply.message_fields,
             body_fields=reply.body_fields,
             omit_fields=reply.omit_fields,
+            more_choices=more,
         )
         return self._body(entry, 200, data, content=content, dribble=reply.dribble_seconds)
+
+    def _more_choices(
+        self, messages: list[Any], messages_json: bytes, n: Any
+    ) -> list[tuple[str, str]]:
+        """Choices 1 to n-1 of a request with ``n`` > 1: each the next scripted reply for it,
+        else the default answer of the messages with ``choice=<i>`` appended to the hash."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+            return []
+        found = []
+        for index in range(1, n):
+            reply, _ = self.state.next_reply(messages_json)
+            if reply is not None and reply.content is not None and reply.status == 200:
+                found.append((reply.content, reply.finish_reason))
+            else:
+                hashed = messages_json + f"\nchoice={index}".encode()
+                found.append((policy.default_answer(messages, hashed), "stop"))
+        return found
 
     async def _special(self, request: Request, entry: LogEntry, reply: Reply) -> Response | None:
         """Answer the fault-like parts of a reply, or ``None`` to go on with a normal answer."""

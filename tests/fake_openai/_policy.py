@@ -136,11 +136,13 @@ def completion_body(
     message_fields: dict[str, Any] | None = None,
     body_fields: dict[str, Any] | None = None,
     omit_fields: list[str] | None = None,
+    more_choices: list[tuple[str, str]] | None = None,
 ) -> bytes:
     """A non-streaming ``chat.completion`` body; ``logprobs`` when the request asked for them.
 
     ``message_fields`` and ``body_fields`` are set on the message and the body as given;
-    ``omit_fields`` names top-level fields to leave out.
+    ``omit_fields`` names top-level fields to leave out; ``more_choices`` are the
+    ``(content, finish_reason)`` of choices 1, 2, ... (a request with ``n``).
     """
     message = {"role": "assistant", "content": content, "refusal": None, **(message_fields or {})}
     body = {
@@ -155,6 +157,11 @@ def completion_body(
         "system_fingerprint": None,
         **(body_fields or {}),
     }
+    for index, (text, finish) in enumerate(more_choices or (), start=1):
+        more = {"role": "assistant", "content": text, "refusal": None}
+        body["choices"].append(
+            {"index": index, "message": more, "logprobs": None, "finish_reason": finish}
+        )
     for name in omit_fields or ():
         body.pop(name, None)
     return orjson.dumps(body)

@@ -61,9 +61,7 @@ def test_a_row_without_hidden_tests_has_no_value() -> None:
         plan, {"tests": "assert add(1, 1) == 2"}, RewardDraft(RIGHT), validate=False, score=True
     )
     assert found.rewards == {"test_pass_rate": 1.0}
-    assert found.notes == [
-        "reward hidden_test_pass_rate unavailable: the item has no reference"
-    ]
+    assert found.notes == ["reward hidden_test_pass_rate unavailable: the item has no reference"]
 
 
 def test_the_plan_registers_it_as_a_sandboxed_reward_sharing_the_run_sandbox() -> None:

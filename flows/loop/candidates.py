@@ -1,0 +1,226 @@
+"""Best-of-N inside a step: draw N candidates, check each like a draft, keep the best.
+
+A step with ``samples`` = N > 1 draws N answers to the same prompt (DSPy's ``BestOfN``,
+AlphaCode-style filtering by tests): N requests with distinct seeds, drawn at once, or the N
+choices of one request where the endpoint honours ``n`` (``[endpoint] supports_n``), or, with
+``stop_sampling_when_valid``, one request at a time until a candidate passes every validator
+(test-filtered sampling when the validators run visible tests). Each candidate is cleaned,
+validated and scored as any draft; :func:`choose_candidate` picks the step's draft. Which buys
+more quality per token, sampling or repair, is the question of Olausson et al., "Is Self-Repair
+a Silver Bullet for Code Generation?" (ICLR 2024); ``refine eval``'s frontier answers it for a
+user's own data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from flows.data.records import Candidate, Draft
+from flows.llm.calls import ModelCalls
+from flows.llm.client import Completion
+from refine.errors import ConfigError, EndpointError, FatalEndpointError, RefineError
+
+__all__ = ["BestOfN", "Drafted", "choose_candidate"]
+
+
+@dataclass
+class Drafted:
+    """A step's answer made a draft (cleaned, with the answer's own problems) and what its
+    checks need beside it: the answer's token log-probabilities, and whether validators and
+    rewards look at it at all (not when a filter rejected it)."""
+
+    draft: Draft
+    logprobs: tuple[float, ...] | None = None
+    judged: bool = True
+
+
+MakeDraft = Callable[[Completion, bool, int], Drafted]
+"""Builds a draft of step ``step`` from an answer and whether it came from the cache."""
+CheckDraft = Callable[[Sequence[Draft], Drafted], Awaitable[None]]
+"""Validates and scores a draft, given the item's drafts before it (its history)."""
+
+
+def choose_candidate(candidates: Sequence[Draft], primary: str | None) -> tuple[int, str]:
+    """The winner's position in ``candidates`` and why it won.
+
+    The rule, in order: a candidate without problems beats one with problems; then the higher
+    primary reward (a usable candidate without a score ranks below every scored one); then the
+    later index, as ``select = "best"`` prefers the later step.
+
+    Raises:
+        ValueError: ``candidates`` is empty.
+    """
+    if not candidates:
+        raise ValueError("a best-of-N step needs at least one candidate")
+
+    def score(draft: Draft) -> float:
+        if primary is None or primary not in draft.rewards:
+            return -math.inf
+        return draft.rewards[primary]
+
+    ranked = max(
+        range(len(candidates)), key=lambda i: (candidates[i].usable, score(candidates[i]), i)
+    )
+    winner = candidates[ranked]
+    usable = [i for i, d in enumerate(candidates) if d.usable]
+    of = f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}"
+    if not usable:
+        return ranked, f"none of the {of} is usable: the latest is kept"
+    if len(usable) == 1:
+        return ranked, f"the only one of the {of} without problems"
+    best = score(winner)
+    if best == -math.inf:
+        return ranked, (
+            f"{len(usable)} of the {of} have no problems and none has a {primary or 'primary'} "
+            "score: the latest of them"
+        )
+    tied = [i for i in usable if score(candidates[i]) == best and i != ranked]
+    why = f"the highest {primary} ({best:g}) of the {len(usable)} usable of the {of}"
+    if tied:
+        why += f"; tied with candidate{'s' if len(tied) > 1 else ''} " + ", ".join(map(str, tied))
+        why += ": the latest wins"
+    return ranked, why
+
+
+def _candidate(draft: Draft, index: int, seed: int | None) -> Candidate:
+    return Candidate(
+        index=index,
+        text=draft.text,
+        seed=seed,
+        finish_reason=draft.finish_reason,
+        usage=draft.usage,
+        latency_s=draft.latency_s,
+        cached=draft.cached,
+        attempts=draft.attempts,
+        problems=list(draft.problems),
+        rewards=dict(draft.rewards),
+        reward_notes=list(draft.reward_notes),
+        side_requests=list(draft.side_requests),
+    )
+
+
+class BestOfN:
+    """Draws a step's N candidates through the run's calls and returns the winner as its draft.
+
+    ``make`` is the refiner's own (a candidate is made exactly as a draft), ``keep`` its rule
+    for what may be cached, ``spent`` says whether the item's or the run's token budget is
+    spent by the given drafts (checked between candidates drawn one at a time).
+    """
+
+    def __init__(
+        self,
+        calls: ModelCalls,
+        make: MakeDraft,
+        keep: Callable[[str], bool],
+        spent: Callable[[Sequence[Draft]], bool],
+        *,
+        one_at_a_time: bool,
+        use_n: bool,
+    ) -> None:
+        self.calls = calls
+        self.make = make
+        self.keep = keep
+        self.spent = spent
+        self.one_at_a_time = one_at_a_time
+        self.use_n = use_n and not one_at_a_time  # one at a time is one request each
+
+    async def draw(
+        self,
+        history: Sequence[Draft],
+        messages: list[dict[str, str]],
+        step: int,
+        n: int,
+        primary: str | None,
+        check: CheckDraft,
+    ) -> tuple[Draft, RefineError | None]:
+        """The step's draft (the winner, carrying every candidate) and the first error a
+        candidate's ``check`` raised (the caller fails the item with it, the draft kept).
+
+        A candidate whose request failed is kept with the failure as its problem; when every
+        candidate's request failed, the first failure is raised. A 401/403/404 or a
+        configuration error is raised.
+        """
+        started = time.perf_counter()
+        drawn: list[tuple[Drafted, int | None]] = []
+        failures: dict[int, EndpointError] = {}
+        error: RefineError | None = None
+        if self.one_at_a_time:
+            for index in range(n):
+                if drawn and self.spent([*history, *(d.draft for d, _ in drawn)]):
+                    break
+                found = await self._one(messages, step, index, failures)
+                drawn.append(found)
+                if index not in failures:
+                    error = error or await _checked(check, history, found[0])
+                if found[0].draft.usable:
+                    break
+        else:
+            if self.use_n:
+                answers = await self.calls.complete_choices(messages, step, n, keep=self.keep)
+                drawn = [(self.make(answer, cached, step), None) for answer, cached in answers]
+            else:
+                drawn = list(
+                    await asyncio.gather(
+                        *(self._one(messages, step, i, failures) for i in range(n))
+                    )
+                )
+            errors = await asyncio.gather(
+                *(
+                    _checked(check, history, d)
+                    for i, (d, _) in enumerate(drawn)
+                    if i not in failures
+                )
+            )
+            error = next((e for e in errors if e is not None), None)
+        if failures and len(failures) == len(drawn):
+            raise failures[min(failures)]
+        drafts = [d.draft for d, _ in drawn]
+        winner, why = choose_candidate(drafts, primary)
+        draft = drafts[winner].model_copy(deep=True)
+        draft.candidates = [
+            _candidate(d, i, seed)
+            for i, (d, seed) in enumerate((d.draft, seed) for d, seed in drawn)
+        ]
+        draft.candidate = winner
+        draft.choice = why
+        draft.latency_s = round(time.perf_counter() - started, 4)
+        return draft, error
+
+    async def _one(
+        self,
+        messages: list[dict[str, str]],
+        step: int,
+        index: int,
+        failures: dict[int, EndpointError],
+    ) -> tuple[Drafted, int | None]:
+        """Candidate ``index``: its own request with its own seed and cache key."""
+        seed = self.calls.sample_seed(index)
+        try:
+            answer, cached = await self.calls.complete(
+                messages, step, sample=index, seed=seed, keep=self.keep
+            )
+        except FatalEndpointError:
+            raise
+        except EndpointError as exc:
+            failures[index] = exc
+            failed = Draft(step=step, text="", problems=[f"the request failed: {exc}"])
+            return Drafted(failed, judged=False), seed
+        return self.make(answer, cached, step), seed
+
+
+async def _checked(
+    check: CheckDraft, history: Sequence[Draft], drafted: Drafted
+) -> RefineError | None:
+    """Check a candidate; a check that fails is its problem, and the error is returned."""
+    try:
+        await check(history, drafted)
+    except (FatalEndpointError, ConfigError):
+        raise
+    except RefineError as exc:
+        drafted.draft.problems.append(f"the checks of this draft failed: {exc}")
+        return exc
+    return None
