@@ -34,7 +34,7 @@ from typing import Any
 
 from benchmarks.humaneval import Problem, build_rows, load_problems
 from flows.data.output_reader import RecordReader
-from flows.data.records import Draft, Trajectory
+from flows.data.records import Candidate, Draft, Trajectory
 from flows.eval.compare import paired_bootstrap
 from flows.loop.select import select_draft
 
@@ -48,9 +48,33 @@ ANCHORS = {  # HumanEval pass@1 (%), Qwen2.5-Coder technical report, arXiv 2409.
 }
 
 
-def _passes(draft: Draft | None) -> bool:
+def _passes(draft: Draft | Candidate | None) -> bool:
     """Hidden pass@1 of one draft: every hidden test passed (no draft or no score: a fail)."""
     return draft is not None and draft.rewards.get(HIDDEN) == 1.0
+
+
+def _best_of_n(records: list[Trajectory]) -> dict[str, Any] | None:
+    """What selection among candidates did: steps that drew candidates, how often the winner
+    was not candidate 0, and the oracle (some candidate of the item's first step passes the
+    hidden tests) against what selection by visible tests returned at step 1."""
+    sampled = [d for r in records for d in r.drafts if d.candidates]
+    if not sampled:
+        return None
+    n = len(records)
+    first = [r.drafts[0] if r.drafts else None for r in records]
+    oracle = sum(bool(d and any(_passes(c) for c in d.candidates)) for d in first)
+    return {
+        "steps_with_candidates": len(sampled),
+        "candidates_drawn": sum(len(d.candidates) for d in sampled),
+        "winner_not_candidate_0": sum(d.candidate not in (0, None) for d in sampled),
+        "step1_oracle_pass": oracle / n if n else 0.0,
+        "step1_candidate_0_pass": sum(
+            bool(d and d.candidates and _passes(d.candidates[0])) for d in first
+        )
+        / n
+        if n
+        else 0.0,
+    }
 
 
 def _at(record: Trajectory, step: int) -> Draft | None:
@@ -79,6 +103,8 @@ class Figures:
     gain: dict[str, float]
     stop_reasons: dict[str, int]
     no_visible_tests: int
+    requests_per_item: float = 0.0
+    best_of_n: dict[str, Any] | None = None  # when a step drew candidates
 
     def as_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -136,6 +162,10 @@ def figures(
         gain=gain,
         stop_reasons=reasons,
         no_visible_tests=no_visible,
+        requests_per_item=sum(len(d.requests()) for r in records for d in r.drafts) / n
+        if n
+        else 0.0,
+        best_of_n=_best_of_n(records),
     )
 
 
@@ -167,6 +197,15 @@ def _print(fig: Figures, model: str, wall_s: float | None) -> None:
             f"{fig.gain['low']:+.3f} .. {fig.gain['high']:+.3f}, 10,000 resamples)"
         )
     print("stop reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(fig.stop_reasons.items())))
+    print(f"requests per item: {fig.requests_per_item:.2f} (candidates, fixes, repeats)")
+    if fig.best_of_n:
+        b = fig.best_of_n
+        print(
+            f"best-of-N: {b['candidates_drawn']} candidates in {b['steps_with_candidates']} "
+            f"steps, the winner not candidate 0 in {b['winner_not_candidate_0']}; step 1: "
+            f"candidate 0 alone {b['step1_candidate_0_pass']:.3f}, some candidate passes the "
+            f"hidden tests (oracle) {b['step1_oracle_pass']:.3f}"
+        )
     if wall_s is not None:
         print(f"wall time of this invocation's run: {wall_s:.1f} s (a resumed run: only its part)")
     anchor = ANCHORS.get(model)
@@ -201,6 +240,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--concurrency", type=int, help="passed to refine run")
     parser.add_argument("--max-tokens", type=int, default=768, help="per answer")
+    parser.add_argument("--temperature", type=float, default=0.0, help="passed to refine run")
+    parser.add_argument(
+        "--samples", help="best-of-N: candidates per step, N or one count per step (2,1)"
+    )
+    parser.add_argument(
+        "--stop-sampling-when-valid",
+        action="store_true",
+        help="draw candidates one at a time until one passes the visible tests",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="the request cache (default: in --work-dir); strategies that share requests "
+        "(best of 3, best of 2 + a fix) can share one",
+    )
     parser.add_argument(
         "--allow-unsandboxed",
         action="store_true",
@@ -237,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.all:
         problems = subset(problems, args.limit, args.seed)
     n = len(problems)
-    work = args.work_dir or Path("out/quality") / f"{Path(model).name}-{n}-{args.steps}"
+    tag = f"{Path(model).name}-{n}-{args.steps}"
+    if args.samples:
+        tag += f"-s{args.samples.replace(',', '.')}"
+        tag += "-early" if args.stop_sampling_when_valid else ""
+    if args.temperature:
+        tag += f"-t{args.temperature:g}"
+    work = args.work_dir or Path("out/quality") / tag
     work.mkdir(parents=True, exist_ok=True)
     data, out = work / "humaneval.jsonl", work / "out.jsonl"
     if not data.exists():  # written once: a resumed run reads the same rows
@@ -267,15 +327,19 @@ def main(argv: list[str] | None = None) -> int:
         "--reward",
         HIDDEN,
         "--temperature",
-        "0",
+        f"{args.temperature:g}",
         "--max-tokens",
         str(args.max_tokens),
         "--output",
         str(out),
         "--cache-dir",
-        str(work / "cache"),
+        str(args.cache_dir or work / "cache"),
         "--quiet",
     ]
+    if args.samples:
+        command += ["--samples", args.samples]
+    if args.stop_sampling_when_valid:
+        command.append("--stop-sampling-when-valid")
     if args.base_url:
         command += ["--base-url", args.base_url, "--model", str(args.model or "model")]
     if args.local_model:
