@@ -52,14 +52,18 @@ class StepStats:
     cache_hits: int = 0
     with_problems: int = 0
     failures: int = 0
+    candidates: int = 0  # answers drawn: a best-of-N draft's candidates, else 1 a draft
+    sampled: int = 0  # drafts that drew candidates (best-of-N)
+    winner_not_first: int = 0  # best-of-N: drafts whose winner was not candidate 0
 
     @property
     def mean_reward(self) -> float | None:
         """Mean of the primary reward over the drafts that have one; None when none has."""
         return sum(self.rewards) / len(self.rewards) if self.rewards else None
 
-    def row(self) -> dict[str, Any]:
-        """One row of the table artifact (latencies in seconds, rounded to the millisecond)."""
+    def row(self, sampled: bool = False) -> dict[str, Any]:
+        """One row of the table artifact (latencies in seconds, rounded to the millisecond);
+        ``sampled`` adds the best-of-N columns (a run where some step drew candidates)."""
 
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
@@ -75,7 +79,14 @@ class StepStats:
             "cache hits": self.cache_hits,
             "drafts with problems": self.with_problems,
             "failures": self.failures,
-        }
+        } | (
+            {
+                "candidates per draft": round(self.candidates / self.items, 2) if self.items else 0,
+                "winner not candidate 0": self.winner_not_first,
+            }
+            if sampled
+            else {}
+        )
 
 
 @dataclass
@@ -96,7 +107,8 @@ class RunStats:
     def rows(self) -> list[dict[str, Any]]:
         """Table rows in step order, ``step-t`` before ``fix-t``."""
         ordered = sorted(self.steps.values(), key=lambda s: (s.step, s.label.startswith("fix")))
-        return [stats.row() for stats in ordered]
+        sampled = any(stats.sampled for stats in ordered)
+        return [stats.row(sampled) for stats in ordered]
 
     def add(self, record: dict[str, Any], samples: int) -> None:
         """Count one output record."""
@@ -135,6 +147,10 @@ class RunStats:
             if isinstance(value, int | float) and math.isfinite(value):
                 stats.rewards.append(float(value))
         stats.with_problems += bool(draft.get("problems"))
+        candidates = draft.get("candidates") or []
+        stats.candidates += len(candidates) or 1
+        stats.sampled += bool(candidates)
+        stats.winner_not_first += bool(candidates) and draft.get("candidate") not in (0, None)
         if draft.get("cached"):
             stats.cache_hits += 1
         else:

@@ -131,6 +131,31 @@ def test_records_without_rewards_or_kind_still_count(tmp_path: Path) -> None:
     assert read_run_stats(tmp_path / "missing.jsonl").records == 0
 
 
+def test_best_of_n_steps_count_every_candidate_and_how_often_a_later_one_won(
+    tmp_path: Path,
+) -> None:
+    def sampled(winner: int) -> dict[str, Any]:
+        candidates = [
+            {"index": i, "text": f"c{i}", "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+            for i in range(3)
+        ]
+        candidates[1]["cached"] = True  # a cached candidate costs nothing
+        return draft(1, f"c{winner}", candidates=candidates, candidate=winner, choice="best")
+
+    records = [
+        {"id": "a", "status": "ok", "drafts": [sampled(0), draft(2, "plain")]},
+        {"id": "b", "status": "ok", "drafts": [sampled(2)]},
+    ]
+    rows = {row["step"]: row for row in read_run_stats(write(tmp_path / "o.jsonl", records)).rows()}
+    assert rows["step-1"]["candidates per draft"] == 3.0
+    assert rows["step-1"]["winner not candidate 0"] == 1
+    # the winner's own request (15) plus the other two candidates: 15 and a cached one (0),
+    # except where the cached one won (b: its own request counts, not the cached candidate's)
+    assert rows["step-1"]["tokens"] == (15 + 0 + 15) + (15 + 15 + 0)
+    assert rows["step-2"]["candidates per draft"] == 1.0  # one sample: the same columns
+    assert rows["step-2"]["winner not candidate 0"] == 0
+
+
 def test_word_diff_marks_removed_and_added_words() -> None:
     assert word_diff("the cat sat", "the black cat sat") == "the **black** cat sat"
     assert word_diff("a b c", "a x c") == "a ~~b~~ **x** c"
