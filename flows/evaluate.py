@@ -66,7 +66,8 @@ def refine_eval(
     )
     result = evaluate_files(request)
     text = io.StringIO()
-    Console(width=140, file=text).print(result.table)
+    for table in result.tables:
+        Console(width=140, file=text).print(table)
     get_run_logger().info("evaluation of %s\n%s", output.name, text.getvalue())
     _publish(result, output)
     return [str(path) for path in result.files]

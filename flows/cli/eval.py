@@ -20,11 +20,17 @@ def eval_command(
     outputs: Annotated[
         list[Path],
         typer.Argument(
-            help="The --output file of a run; with --compare, A then B.", show_default=False
+            help="The --output file of a run; with --compare, A then B (then C, ...).",
+            show_default=False,
         ),
     ],
     compare: Annotated[
-        bool, typer.Option("--compare", help="Compare two runs: refine eval --compare A B.")
+        bool,
+        typer.Option(
+            "--compare",
+            help="Compare runs: each later one against A, and the cost-quality frontier of "
+            "all (frontier.png): refine eval --compare A B [C ...].",
+        ),
     ] = False,
     reward: Annotated[
         str | None, typer.Option(help="Reward label to steer by (default: the run's primary).")
@@ -53,7 +59,9 @@ def eval_command(
 ) -> None:
     """Per step: reward mean and spread, share still running, share whose best draft it is,
     cumulative tokens and latency; then the best/last/output selections. Writes JSON, CSV and
-    PNG plots. With --compare, B against A per step with a paired bootstrap on the final reward.
+    PNG plots. With --compare, B (and C, ...) against A per step with a paired bootstrap on the
+    final reward, and every run's returned-output reward against its tokens per item on one
+    plot: the frontier.
     With --input and --score, drafts are first scored with rewards the run did not compute.
     """
     settings = {"reward": reward, "select": select, "resamples": resamples, "seed": seed}
@@ -72,11 +80,11 @@ def _evaluate(
     from flows.eval.run import EvalRequest, default_folder, evaluate_files
     from refine.errors import ConfigError
 
-    if compare != (len(outputs) == 2):
+    if compare != (len(outputs) >= 2):
         raise ConfigError(
-            f"--compare takes two output files, A then B; got {len(outputs)}"
+            f"--compare takes two output files or more, A then B (then C, ...); got {len(outputs)}"
             if compare
-            else f"refine eval takes one output file (or --compare A B); got {len(outputs)}"
+            else f"refine eval takes one output file (or --compare A B ...); got {len(outputs)}"
         )
     folder = out_dir or default_folder(outputs)
     request = EvalRequest(tuple(outputs), folder, **settings).checked()
@@ -84,7 +92,8 @@ def _evaluate(
         _run_flow(request)
         return
     result = evaluate_files(request)
-    Console().print(result.table)
+    for table in result.tables:
+        Console().print(table)
     Console().print(f"wrote {', '.join(str(p) for p in result.files)}", highlight=False)
 
 

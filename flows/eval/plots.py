@@ -12,9 +12,17 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from flows.eval.compare import CompareReport
+from flows.eval.frontier import FrontierReport
 from flows.eval.stats import EvalReport
 
-__all__ = ["compare_plot", "cost_quality_plot", "report_plots", "reward_plot", "stop_plot"]
+__all__ = [
+    "compare_plot",
+    "cost_quality_plot",
+    "frontier_plot",
+    "report_plots",
+    "reward_plot",
+    "stop_plot",
+]
 
 _DPI = 110
 
@@ -137,6 +145,60 @@ def compare_plot(report: CompareReport) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _png(fig)
+
+
+def frontier_plot(report: FrontierReport) -> bytes:
+    """Every run's returned-output reward against its tokens per item, on one plane: a thin
+    line through its steps (stopping at step t), a marker at what it returned, labelled with
+    its paired bootstrap interval against the first run; dashed: the frontier."""
+    fig = Figure(figsize=(7.2, 4.6))
+    ax = fig.add_subplot()
+    for index, strategy in enumerate(report.strategies):
+        xs = [row.tokens_mean for row in strategy.steps]
+        ys = [row.reward_mean for row in strategy.steps]
+        (line,) = ax.plot(xs, ys, linewidth=0.8, alpha=0.6, marker=".")
+        interval = strategy.vs_first
+        label = f"{_short(strategy.name)}: {strategy.reward_mean:.3f}"
+        if interval is not None:
+            label += (
+                f" ({interval.mean_diff:+.3f} vs the first, {interval.level:.0%} "
+                f"{interval.low:+.3f} .. {interval.high:+.3f})"
+            )
+        ax.scatter(
+            [strategy.tokens_mean],
+            [strategy.reward_mean],
+            s=90,
+            marker="os^Dvp*"[index % 7],
+            color=line.get_color(),
+            edgecolors="black" if strategy.on_frontier else "none",
+            zorder=3,
+            label=label,
+        )
+    best = sorted((s for s in report.strategies if s.on_frontier), key=lambda s: s.tokens_mean)
+    if len(best) > 1:
+        ax.plot(
+            [s.tokens_mean for s in best],
+            [s.reward_mean for s in best],
+            linestyle="--",
+            color="black",
+            linewidth=1,
+            label="frontier",
+        )
+    ax.set_xlabel("tokens per item, every request (prompt + completion)")
+    ax.set_ylabel(f"mean {report.reward} of the returned draft")
+    ax.set_title(
+        f"Cost against quality, {report.items} items every run holds (black edge: on the frontier)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _png(fig)
+
+
+def _short(name: str) -> str:
+    """A run's name for a legend: its file, under its folder's name (``b-run/out.jsonl``)."""
+    path = Path(name)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def report_plots(report: EvalReport) -> dict[str, bytes]:

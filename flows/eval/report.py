@@ -11,7 +11,8 @@ from typing import Any
 from rich.table import Table
 
 from flows.eval.compare import CompareReport
-from flows.eval.plots import compare_plot, report_plots
+from flows.eval.frontier import FrontierReport
+from flows.eval.plots import compare_plot, frontier_plot, report_plots
 from flows.eval.stats import EvalReport, Spread
 from refine.atomic_file import write_bytes_atomic
 
@@ -20,8 +21,11 @@ __all__ = [
     "compare_table",
     "eval_rows",
     "eval_table",
+    "frontier_rows",
+    "frontier_table",
     "write_compare_files",
     "write_eval_files",
+    "write_frontier_files",
 ]
 
 
@@ -200,12 +204,68 @@ def write_eval_files(report: EvalReport, folder: Path) -> list[Path]:
     return _write_all(folder, files)
 
 
-def write_compare_files(report: CompareReport, folder: Path) -> list[Path]:
-    """``compare.json``, ``compare.csv`` and ``compare_per_step.png`` in ``folder``."""
+def write_compare_files(report: CompareReport, folder: Path, suffix: str = "") -> list[Path]:
+    """``compare.json``, ``compare.csv`` and ``compare_per_step.png`` in ``folder``; with a
+    ``suffix`` (``-2``: the second run against the first, of three or more) in each name."""
     files = {
-        "compare.json": report.model_dump_json(indent=2).encode("utf-8"),
-        "compare.csv": _csv_bytes(compare_rows(report)),
-        "compare_per_step.png": compare_plot(report),
+        f"compare{suffix}.json": report.model_dump_json(indent=2).encode("utf-8"),
+        f"compare{suffix}.csv": _csv_bytes(compare_rows(report)),
+        f"compare_per_step{suffix}.png": compare_plot(report),
+    }
+    return _write_all(folder, files)
+
+
+def frontier_rows(report: FrontierReport) -> list[dict[str, Any]]:
+    """One row per run: its returned output's reward and tokens, its interval against the
+    first run, and whether it is on the frontier."""
+    rows = []
+    for strategy in report.strategies:
+        interval = strategy.vs_first
+        rows.append(
+            {
+                "run": strategy.name,
+                "items": report.items,
+                "tokens per item": round(strategy.tokens_mean, 1),
+                f"{report.reward}": _num(strategy.reward_mean),
+                "minus the first": _num(interval.mean_diff if interval else None),
+                "interval low": _num(interval.low if interval else None),
+                "interval high": _num(interval.high if interval else None),
+                "on the frontier": strategy.on_frontier,
+            }
+        )
+    return rows
+
+
+def frontier_table(report: FrontierReport) -> Table:
+    """The terminal view of the frontier: one row per run."""
+    table = Table(
+        title=f"Cost against quality ({report.reward}, {report.selection}): which run wins "
+        "at its tokens",
+        caption=f"{report.items} items every run holds"
+        + (f" ({report.left_out} of the first run's left out)" if report.left_out else "")
+        + "; intervals: paired bootstrap against the first run; * on the frontier",
+    )
+    for column in ("run", "tokens / item", report.reward, "− first", "interval", ""):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in frontier_rows(report):
+        low, high = row["interval low"], row["interval high"]
+        table.add_row(
+            str(row["run"]),
+            f"{row['tokens per item']:,.0f}",
+            f"{row[report.reward]:.4f}",
+            "" if row["minus the first"] is None else f"{row['minus the first']:+.4f}",
+            "" if low is None else f"{low:+.4f} .. {high:+.4f}",
+            "*" if row["on the frontier"] else "",
+        )
+    return table
+
+
+def write_frontier_files(report: FrontierReport, folder: Path) -> list[Path]:
+    """``frontier.json``, ``frontier.csv`` and ``frontier.png`` in ``folder``."""
+    files = {
+        "frontier.json": report.model_dump_json(indent=2).encode("utf-8"),
+        "frontier.csv": _csv_bytes(frontier_rows(report)),
+        "frontier.png": frontier_plot(report),
     }
     return _write_all(folder, files)
 

@@ -162,6 +162,7 @@ async def test_compare_finds_the_better_template(fake_server: FakeOpenAI, tmp_pa
     assert [s.diff for s in report.steps] == pytest.approx([0.65, 0.880952, 0.916667], abs=1e-6)  # type: ignore[union-attr]
     assert sorted(p.name for p in result.files) == [
         "compare.csv", "compare.json", "compare_per_step.png",
+        "frontier.csv", "frontier.json", "frontier.png",
     ]  # fmt: skip
     _is_png(tmp_path / "cmp" / "compare_per_step.png")
 
@@ -309,7 +310,7 @@ async def test_cli_eval_prints_the_table_and_refuses_bad_input_clearly(
     wrong = _refine(out, "--input", other, "--score", "bleu")
     assert wrong.returncode == 2 and "no row has id 'q" in wrong.stderr
     one = _refine("--compare", out)
-    assert one.returncode == 2 and "--compare takes two output files" in one.stderr
+    assert one.returncode == 2 and "--compare takes two output files or more" in one.stderr
     missing = _refine(tmp_path / "nope.jsonl")
     assert missing.returncode == 2 and "nope.jsonl: file not found" in missing.stderr.replace(
         "\n", " "
