@@ -33,6 +33,7 @@ class StepPoint:
     rewards: Mapping[str, float]
     tokens: int
     latency_s: float
+    requests: int = 1  # every request of the step: candidates, fixes' repeats, critique, judge
 
     @classmethod
     def of(cls, draft: Draft) -> StepPoint:
@@ -46,6 +47,7 @@ class StepPoint:
             rewards=dict(draft.rewards),
             tokens=usage.prompt_tokens + usage.completion_tokens,
             latency_s=draft.latency_s + sum(side.latency_s for side in draft.side_requests),
+            requests=len(draft.requests()),
         )
 
 

@@ -50,6 +50,7 @@ def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
             "best here share": _num(step.best_here_share),
             "fix drafts": step.fix_drafts,
             "tokens per item (cum)": _num(step.cum_tokens_mean, 1),
+            "requests per item (cum)": _num(step.cum_requests_mean, 2),
             "latency s per item (cum)": _num(step.cum_latency_s_mean, 3),
         }
         rows.append(row | _reward_columns(step.rewards))
@@ -61,6 +62,7 @@ def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
             "best here share": None,
             "fix drafts": None,
             "tokens per item (cum)": _num(selection.tokens_mean, 1),
+            "requests per item (cum)": None,
             "latency s per item (cum)": _num(selection.latency_s_mean, 3),
         }
         rows.append(row | _reward_columns(selection.rewards))
@@ -91,6 +93,7 @@ def eval_table(report: EvalReport) -> Table:
         "best here",
         *report.reward_labels,
         "tokens",
+        "requests",
         "latency",
     ):
         table.add_column(column, justify="left" if not column else "right", no_wrap=True)
@@ -101,6 +104,7 @@ def eval_table(report: EvalReport) -> Table:
             f"{step.best_here_share:.0%}",
             *(_spread_text(step.rewards[label]) for label in report.reward_labels),
             f"{step.cum_tokens_mean:,.0f}",
+            f"{step.cum_requests_mean:.2f}",
             f"{step.cum_latency_s_mean:.2f} s",
         )
     table.add_section()
@@ -111,6 +115,7 @@ def eval_table(report: EvalReport) -> Table:
             "",
             *(_spread_text(selection.rewards[label]) for label in report.reward_labels),
             f"{selection.tokens_mean:,.0f}",
+            "",
             f"{selection.latency_s_mean:.2f} s",
         )
     return table
@@ -123,7 +128,10 @@ def _caption(report: EvalReport) -> str:
         if report.primary
         else "no draft has a reward: run with --reward on a dataset with references"
     )
-    return f"{rewards}; tokens and latency cumulate per item\nstop reasons: {reasons}"
+    return (
+        f"{rewards}; tokens, requests and latency cumulate per item (every best-of-N "
+        f"candidate counted)\nstop reasons: {reasons}"
+    )
 
 
 def compare_rows(report: CompareReport) -> list[dict[str, Any]]:

@@ -78,6 +78,9 @@ class StepRow(BaseModel):
     rewards: dict[str, Spread]
     cum_tokens_mean: float
     cum_latency_s_mean: float
+    cum_requests_mean: float = Field(
+        default=0.0, description="requests per item up to this step: every candidate counted"
+    )
 
 
 class SelectionRow(BaseModel):
@@ -172,7 +175,7 @@ def _step_row(
 ) -> StepRow:
     n = len(records)
     values: dict[str, list[float]] = {label: [] for label in labels}
-    tokens = latency = 0.0
+    tokens = latency = requests = 0.0
     running = fixes = 0
     for record in records:
         here = [p for p in record.points if p.step == step]
@@ -187,6 +190,7 @@ def _step_row(
             if point.step <= step:
                 tokens += point.tokens
                 latency += point.latency_s
+                requests += point.requests
     return StepRow(
         step=step,
         running=running,
@@ -196,6 +200,7 @@ def _step_row(
         rewards={label: spread(v) for label, v in values.items()},
         cum_tokens_mean=tokens / n if n else 0.0,
         cum_latency_s_mean=latency / n if n else 0.0,
+        cum_requests_mean=requests / n if n else 0.0,
     )
 
 

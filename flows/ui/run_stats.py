@@ -47,6 +47,7 @@ class StepStats:
     step: int
     items: int = 0
     rewards: list[float] = field(default_factory=list)
+    requests: int = 0  # sent, not answered from the cache: candidates, critiques, judges
     tokens: int = 0
     latencies: list[float] = field(default_factory=list)
     cache_hits: int = 0
@@ -73,6 +74,7 @@ class StepStats:
             "step": self.label,
             "items": self.items,
             "mean reward": None if mean is None else round(mean, 4),
+            "requests": self.requests,
             "tokens": self.tokens,
             "latency p50 (s)": ms(percentile(self.latencies, 50)),
             "latency p95 (s)": ms(percentile(self.latencies, 95)),
@@ -157,6 +159,7 @@ class RunStats:
             stats.latencies.append(float(draft.get("latency_s") or 0.0))
         for cached, usage in _priced(draft):
             if not cached:
+                stats.requests += 1
                 stats.tokens += int(usage.get("prompt_tokens", 0))
                 stats.tokens += int(usage.get("completion_tokens", 0))
 

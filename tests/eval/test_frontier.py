@@ -113,3 +113,14 @@ def test_the_command_prints_the_frontier_and_writes_its_plot(
     assert any("300" in line and "0.7500" in line and "*" in line for line in rows)
     data = json.loads((tmp_path / "o" / "frontier.json").read_text())
     assert [s["on_frontier"] for s in data["strategies"]] == [True, True, False]
+
+
+def test_eval_of_a_best_of_n_run_counts_every_candidates_tokens_and_request(
+    runs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, sample, _ = runs
+    report = evaluate_files(EvalRequest((sample,), tmp_path / "one")).report
+    (step,) = report.steps  # type: ignore[union-attr]
+    assert step.cum_tokens_mean == 300 and step.cum_requests_mean == 3
+    rows = (tmp_path / "one" / "eval.csv").read_text().splitlines()
+    assert "requests per item (cum)" in rows[0] and ",3.0," in rows[1]

@@ -90,6 +90,7 @@ def test_step_table_from_known_records(tmp_path: Path) -> None:
         "step": "step-1",
         "items": 4,  # a, b, c (cached), d
         "mean reward": 0.375,  # the primary reward (rouge_l) of a and b; c and d have none
+        "requests": 3,  # a, b and d; c's came from the cache
         "tokens": 45,  # 3 uncached drafts x 15; the cached one costs nothing
         "latency p50 (s)": 0.2,  # of 0.1, 0.2, 1.0: cached drafts have no latency
         "latency p95 (s)": 0.92,
@@ -101,6 +102,7 @@ def test_step_table_from_known_records(tmp_path: Path) -> None:
         "step": "step-2",
         "items": 2,
         "mean reward": 0.75,
+        "requests": 3,  # a, c and c's critique; the cached judge is no request
         "tokens": 15 + 15 + 7,  # a, c and c's uncached critique; the cached judge is free
         "latency p50 (s)": 0.35,
         "latency p95 (s)": 0.395,
@@ -120,6 +122,7 @@ def test_records_without_rewards_or_kind_still_count(tmp_path: Path) -> None:
             "step": "step-1",
             "items": 2,
             "mean reward": None,
+            "requests": 2,
             "tokens": 0,
             "latency p50 (s)": 0.0,
             "latency p95 (s)": 0.0,
@@ -148,6 +151,7 @@ def test_best_of_n_steps_count_every_candidate_and_how_often_a_later_one_won(
     ]
     rows = {row["step"]: row for row in read_run_stats(write(tmp_path / "o.jsonl", records)).rows()}
     assert rows["step-1"]["candidates per draft"] == 3.0
+    assert rows["step-1"]["requests"] == 2 + 2  # three candidates each, one of them cached
     assert rows["step-1"]["winner not candidate 0"] == 1
     # the winner's own request (15) plus the other two candidates: 15 and a cached one (0),
     # except where the cached one won (b: its own request counts, not the cached candidate's)
