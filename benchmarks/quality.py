@@ -242,6 +242,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=768, help="per answer")
     parser.add_argument("--temperature", type=float, default=0.0, help="passed to refine run")
     parser.add_argument(
+        "--sampling-seed",
+        type=int,
+        help="passed to refine run as --seed (a best-of-N candidate i gets seed + i, 0 + i "
+        "when unset: with 0, a one-sample run's step 1 is candidate 0's request)",
+    )
+    parser.add_argument(
         "--samples", help="best-of-N: candidates per step, N or one count per step (2,1)"
     )
     parser.add_argument(
@@ -297,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         tag += "-early" if args.stop_sampling_when_valid else ""
     if args.temperature:
         tag += f"-t{args.temperature:g}"
+    if args.sampling_seed is not None:
+        tag += f"-seed{args.sampling_seed}"
     work = args.work_dir or Path("out/quality") / tag
     work.mkdir(parents=True, exist_ok=True)
     data, out = work / "humaneval.jsonl", work / "out.jsonl"
@@ -338,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.samples:
         command += ["--samples", args.samples]
+    if args.sampling_seed is not None:
+        command += ["--seed", str(args.sampling_seed)]
     if args.stop_sampling_when_valid:
         command.append("--stop-sampling-when-valid")
     if args.base_url:
