@@ -108,3 +108,32 @@ def test_the_benchmark_runs_on_the_fake_server_and_counts_rescues_and_failures(
     assert again.returncode == 0, again.stderr
     assert len(fake_server.chat_requests()) == requests  # resumed: nothing asked twice
     assert json.loads(figures.read_text())["selections"] == fig["selections"]
+
+
+@pytest.mark.slow
+def test_best_of_n_on_the_benchmark_counts_candidates_and_the_oracle(
+    fake_server: FakeOpenAI, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    (problem,) = subset(load_problems(), 1, 3)
+    right = problem.prompt + problem.canonical_solution
+    fake_server.script([Reply(content=_fenced(right))], match="seed=1")  # candidate 1 only
+    figures = tmp_path / "figures.json"
+    args = ["--limit", "1", "--seed", "3", "--steps", "1", "--samples", "2"]
+    args += ["--temperature", "0.7", "--base-url", fake_server.base_url, "--model", "m"]
+    args += ["--work-dir", str(tmp_path / "work"), "--json", str(figures)]
+    command = [sys.executable, "-m", "benchmarks.quality", *args]
+    env = cli_env(prefect_server, tmp_path)
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--temperature 0.7" in result.stdout and "--samples 2" in result.stdout
+    fig = json.loads(figures.read_text())
+    assert fig["selections"]["output"] == 1.0  # candidate 0 (the fake's echo) is no code
+    assert fig["requests_per_item"] == 2
+    assert fig["best_of_n"] == {
+        "steps_with_candidates": 1,
+        "candidates_drawn": 2,
+        "winner_not_candidate_0": 1,
+        "step1_oracle_pass": 1.0,
+        "step1_candidate_0_pass": 0.0,
+    }
+    assert sorted(e.body["seed"] for e in fake_server.chat_requests()) == [0, 1]
