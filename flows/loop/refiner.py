@@ -223,15 +223,11 @@ class Refiner:
                 lambda history, drafted: self._check(run, history, drafted),
             )
             draft.kind = "fix" if fix else "draft"
-            for candidate in draft.candidates if step == 1 else []:
-                self.empty_guard.observe(candidate.text, self.config.endpoint.model)
             run.drafts.append(draft)
             if error is not None:
                 raise error
             return draft
         completion, cached = await self.calls.complete(messages, step, keep=self._worth_keeping)
-        if step == 1:
-            self.empty_guard.observe(completion.content, self.config.endpoint.model)
         drafted = self._made(completion, cached, step)
         temperature = self.config.stop.repeat_temperature
         if (
@@ -265,7 +261,11 @@ class Refiner:
 
     def _made(self, completion: Completion, cached: bool, step: int) -> Drafted:
         """A step's draft of ``completion``: cleaned, with the answer's own problems (empty,
-        cut off, rejected by a filter); validators and rewards come in :meth:`_check`."""
+        cut off, rejected by a filter); validators and rewards come in :meth:`_check`.
+        Every step-1 answer (each best-of-N candidate too) is shown to the empty-answer guard,
+        which raises ConfigError when the run's first answers are all empty."""
+        if step == 1:
+            self.empty_guard.observe(completion.content, self.config.endpoint.model)
         text, rejected = self._cleaned(completion.content)
         draft = Draft(
             step=step,

@@ -148,6 +148,27 @@ async def test_stop_sampling_when_valid_sends_fewer_requests(
     assert _seeds(fake_server) == [0, 1, 2, 3]
 
 
+async def test_a_budget_spent_part_way_stops_drawing_candidates_one_at_a_time(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    data = write_rows(tmp_path / "data.jsonl", ROWS)
+    fake_server.script([Reply(content=f"nope {i}", usage=usage) for i in range(4)])
+    config = _json_run(
+        fake_server,
+        tmp_path,
+        steps=3,
+        samples=4,
+        stop_sampling_when_valid=True,
+        stop={"stop_when_valid": True, "max_tokens_per_item": 150},
+    )
+    await refine_batch(data, tmp_path / "out.jsonl", config)
+    assert _seeds(fake_server) == [0, 1]  # 220 tokens after two: no third candidate
+    (record,) = read_records(tmp_path / "out.jsonl")
+    assert len(record["drafts"][0]["candidates"]) == 2
+    assert record["stop_reason"] == "token_budget"
+
+
 async def test_with_n_one_request_brings_every_candidate_and_each_is_cached(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
