@@ -155,9 +155,9 @@ class BestOfN:
                 found = await self._one(messages, step, index, failures)
                 drawn.append(found)
                 if index not in failures:
-                    error = error or await _checked(check, history, found[0])
-                if found[0].draft.usable:
-                    break
+                    error = await _checked(check, history, found[0])
+                if error is not None or found[0].draft.usable:
+                    break  # a check that fails fails the item: no more candidates are paid for
         else:
             if self.use_n:
                 answers = await self.calls.complete_choices(messages, step, n, keep=self.keep)
@@ -181,10 +181,7 @@ class BestOfN:
         drafts = [d.draft for d, _ in drawn]
         winner, why = choose_candidate(drafts, primary)
         draft = drafts[winner].model_copy(deep=True)
-        draft.candidates = [
-            _candidate(d, i, seed)
-            for i, (d, seed) in enumerate((d.draft, seed) for d, seed in drawn)
-        ]
+        draft.candidates = [_candidate(d.draft, i, seed) for i, (d, seed) in enumerate(drawn)]
         draft.candidate = winner
         draft.choice = why
         draft.latency_s = round(time.perf_counter() - started, 4)

@@ -208,6 +208,39 @@ async def test_a_candidate_whose_request_failed_is_kept_and_another_wins(
     assert "request failed" in first["problems"][0] and "400" in first["problems"][0]
 
 
+@pytest.mark.parametrize("one_at_a_time", [False, True], ids=["at-once", "one-at-a-time"])
+async def test_a_crashing_validator_fails_the_item_and_keeps_every_candidate_drawn(
+    fake_server: FakeOpenAI, tmp_path: Path, one_at_a_time: bool
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", [{"id": "bad", "input": "boom"}])
+    validator = "tests.loop.test_best_of_n:explode_on_boom_answer"
+    fake_server.script([Reply(content="boom")], match="seed=0")
+    config = _json_run(
+        fake_server,
+        tmp_path,
+        validators=[validator],
+        stop_sampling_when_valid=one_at_a_time,
+    )
+    summary = await refine_batch(data, tmp_path / "out.jsonl", config)
+    assert summary.failed == 1
+    (record,) = read_records(tmp_path / "out.jsonl")
+    assert record["stop_reason"] == "error" and "cannot judge boom" in record["error"]
+    candidates = record["drafts"][0]["candidates"]
+    assert "checks of this draft failed" in candidates[0]["problems"][0]
+    # drawn at once, all three were paid for and are kept; one at a time, none after it
+    assert len(candidates) == (1 if one_at_a_time else 3)
+    assert len(fake_server.chat_requests()) == len(candidates)
+
+
+def explode_on_boom_answer(draft: str, row: dict[str, Any]) -> Any:
+    """A user validator with a bug on one answer."""
+    from postprocess.validators import ValidationResult
+
+    if draft == "boom":
+        raise RuntimeError("cannot judge boom")
+    return ValidationResult()
+
+
 async def test_the_highest_reward_wins_and_a_tie_goes_to_the_later_index(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
