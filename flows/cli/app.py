@@ -75,18 +75,21 @@ def run(
         ),
     ] = None,
     stop_sampling_when_valid: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--stop-sampling-when-valid",
+            "--stop-sampling-when-valid/--no-stop-sampling-when-valid",
             help="Draw a step's candidates one at a time; stop at the first with no problems.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     supports_n: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--supports-n", help="The endpoint honours n: a step's N candidates in one request."
+            "--supports-n/--no-supports-n",
+            help="The endpoint honours n: a step's N candidates in one request.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
     local_model: Annotated[str | None, typer.Option(help=LOCAL_MODEL_HELP)] = None,
@@ -172,7 +175,7 @@ def run(
         "task": task,
         "steps": steps,
         "samples": parse_samples(samples),  # checked by _samples_option
-        "stop_sampling_when_valid": True if stop_sampling_when_valid else None,
+        "stop_sampling_when_valid": stop_sampling_when_valid,
         "template_dirs": template_dir or None,
         "concurrency": concurrency,
         "chunk_size": chunk_size,
@@ -187,7 +190,7 @@ def run(
             "max_tokens": max_tokens,
             "temperature": temperature,
             "seed": seed,
-            "supports_n": True if supports_n else None,
+            "supports_n": supports_n,
         },
         "local_model": {"model": local_model},
     }

@@ -94,14 +94,9 @@ class RunConfig(LoopFields):
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> RunConfig:
         """Best-of-N draws N different answers only when sampling is random."""
-        most = self.most_samples()
-        temperature = self.endpoint.temperature
-        if most > 1 and temperature is not None and temperature <= 0:
-            raise ValueError(
-                f"samples draws {most} candidates a step, which needs sampling: set "
-                f"temperature above 0 (--temperature 0.7), not {temperature:g}; at temperature "
-                "0 every candidate would be the same answer"
-            )
+        problem = sampling_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @field_validator("cache_dir", "template_dirs", "examples_path")
@@ -130,6 +125,22 @@ class EnvironmentSettings(BaseSettings):
     config_file: Path | None = Field(default=None, validation_alias="REFINE_CONFIG")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     """The Prefect server that ``refine serve``/``deploy`` register with; Prefect reads it too."""
+
+
+def sampling_problem(config: LoopFields | RunConfig) -> str | None:
+    """Why ``samples`` cannot work with the endpoint's temperature, or None when it can."""
+    if not isinstance(config, RunConfig):
+        return None
+    temperature = config.endpoint.temperature
+    if temperature is None or temperature > 0 or config.most_samples() < 2:
+        return None
+    step = next(t for t in range(1, config.steps + 2) if config.samples_at(t) > 1)
+    return (
+        f"samples draws {config.samples_at(step)} candidates at step {step}, which needs "
+        f"random sampling, but temperature is {temperature:g} (every candidate would be the "
+        "same answer): set temperature above 0 ([endpoint] temperature = 0.7, or "
+        "--temperature 0.7), or samples = 1"
+    )
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -206,7 +217,8 @@ def _describe(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) ->
         loc = err["loc"]
         source = next((name for name, layer in reversed(layers) if _sets(layer, loc)), "defaults")
         where = ".".join(str(part) for part in loc) or "(root)"
-        by_source.setdefault(source, []).append(f"  {where}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix says nothing
+        by_source.setdefault(source, []).append(f"  {where}: {message}")
     return "\n".join(
         "\n".join([f"{source}: invalid configuration", *lines])
         for source, lines in by_source.items()
@@ -249,7 +261,29 @@ def build_run_config(
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, layers)) from None
+        raise ConfigError(_sampling_described(merged, layers) or _describe(exc, layers)) from None
+
+
+def _sampling_described(merged: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """The samples-and-temperature conflict, naming where each value came from; "" when the
+    merged values are no such conflict (or fail for another reason first)."""
+    try:
+        loose = RunConfig.model_construct(
+            **{**merged, "endpoint": EndpointConfig.model_validate(merged.get("endpoint", {}))}
+        )
+        problem = sampling_problem(loose) if isinstance(merged.get("samples"), int | list) else None
+    except (ValidationError, TypeError, ValueError, StopIteration):
+        return ""
+    if problem is None:
+        return ""
+
+    def source(loc: tuple[str, ...]) -> str:
+        return next((name for name, layer in reversed(layers) if _sets(layer, loc)), "defaults")
+
+    return (
+        f"invalid configuration: samples (from {source(('samples',))}) and "
+        f"endpoint.temperature (from {source(('endpoint', 'temperature'))}): {problem}"
+    )
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

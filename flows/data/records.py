@@ -136,6 +136,11 @@ class Candidate(BaseModel):
     rewards: dict[str, float] = Field(default_factory=dict)
     reward_notes: list[str] = Field(default_factory=list)
     side_requests: list[SideRequest] = Field(default_factory=list)
+    shared_request: bool = Field(
+        default=False,
+        description="a later choice of one request with n: no request of its own, its usage "
+        "its share of that request's",
+    )
 
     @property
     def usable(self) -> bool:
@@ -203,6 +208,11 @@ class Draft(BaseModel):
                 found.extend(other.requests())
         return found
 
+    def request_count(self) -> int:
+        """How many requests :meth:`requests` are: the later choices of one request with ``n``
+        are no requests of their own."""
+        return len(self.requests()) - sum(c.shared_request for c in self.candidates)
+
     @property
     def total_usage(self) -> Usage:
         """Every request of the step: the draft's (all candidates') plus its critique and judge
@@ -237,14 +247,20 @@ class Trajectory(BaseModel):
         return total
 
 
-def request_dicts(draft: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """Every request of a draft as written in a record (a dict, as the UI's readers keep it):
-    the draft's own, its side requests, and each other best-of-N candidate's with its side
-    requests. Each has ``cached``, ``attempts`` and ``usage``, as :meth:`Draft.requests` reads.
+def request_dicts(draft: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], bool]]:
+    """Every request of a draft as written in a record (a dict, as the UI's readers keep it),
+    each with whether it shares a request counted elsewhere (a later choice of one request with
+    ``n``): the draft's own, its side requests, and each other best-of-N candidate's with its
+    side requests. Each has ``cached``, ``attempts`` and ``usage``, as :meth:`Draft.requests`
+    reads them.
     """
-    yield draft
-    yield from draft.get("side_requests") or []
-    for other in draft.get("candidates") or []:
-        if isinstance(other, Mapping) and other.get("index") != draft.get("candidate"):
-            yield other
-            yield from other.get("side_requests") or []
+    candidates = [c for c in draft.get("candidates") or [] if isinstance(c, Mapping)]
+    winner = draft.get("candidate")
+    yield draft, any(c.get("index") == winner and c.get("shared_request") for c in candidates)
+    for side in draft.get("side_requests") or []:
+        yield side, False
+    for other in candidates:
+        if other.get("index") != winner:
+            yield other, bool(other.get("shared_request"))
+            for side in other.get("side_requests") or []:
+                yield side, False

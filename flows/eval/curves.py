@@ -47,7 +47,7 @@ class StepPoint:
             rewards=dict(draft.rewards),
             tokens=usage.prompt_tokens + usage.completion_tokens,
             latency_s=draft.latency_s + sum(side.latency_s for side in draft.side_requests),
-            requests=len(draft.requests()),
+            requests=draft.request_count(),
         )
 
 

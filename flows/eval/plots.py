@@ -191,7 +191,7 @@ def frontier_plot(report: FrontierReport) -> bytes:
         fontsize=9,
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below the plane
     return _png(fig)
 
 

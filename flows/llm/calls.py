@@ -6,6 +6,7 @@ Also keeps the run's token count, which the per-run token budget reads.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,11 +18,24 @@ from flows.llm.cache import RequestCache, request_key
 from flows.llm.client import ChatClient, Completion
 from flows.llm.finish import finish_problem
 
-__all__ = ["ModelCalls", "endpoint_identity", "reusable", "side_request"]
+__all__ = ["Choice", "ModelCalls", "endpoint_identity", "reusable", "side_request"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 EMBEDDED_MODEL = "embedded-local-model"
 """The endpoint named in the keys of the embedded local model, whose port changes every run."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One sample of :meth:`ModelCalls.complete_choices`: the answer, whether it came from the
+    cache, the seed its own request carried (None: a choice of the one ``n`` request), and
+    whether it shared that request with the choice before it (so it is no request of its own;
+    its usage is its share, see :func:`flows.llm.client.split_usage`)."""
+
+    completion: Completion
+    cached: bool
+    seed: int | None = None
+    shared: bool = False
 
 
 def endpoint_identity(endpoint: EndpointConfig) -> str:
@@ -142,35 +156,43 @@ class ModelCalls:
         n: int,
         *,
         keep: Callable[[str], bool] | None = None,
-    ) -> list[tuple[Completion, bool]]:
-        """``n`` samples of a step's ``messages`` as the ``n`` choices of one request.
+    ) -> list[Choice]:
+        """``n`` samples of a step's ``messages``, as the ``n`` choices of one request.
 
         Each choice is cached under its own sample index (a key of its own, marked as drawn
-        with ``n``), so a re-run gets each back in its place; only the samples the cache does
-        not hold are asked for, in one request with ``n`` set to their count. A server that
-        sends fewer choices than asked (one that ignores ``n``) leaves the rest to be drawn one
-        request each, with a seed of their own (see :meth:`complete`).
+        with ``n``), so a re-run gets each back in its place. When the cache holds none of
+        them, one request asks for all ``n``; samples still missing (some were cached, as when
+        ``samples`` grew since the last run, or the server sent fewer choices than asked, as
+        one that ignores ``n`` does) are asked one request each with a seed of their own
+        (:meth:`sample_seed`), since a second ``n`` request with the same sampling fields would
+        repeat the first one's choices.
         """
         sampling = self.endpoint.sampling()
-        keys = [self._key(messages, step, "step", i, sampling, drawn_with_n=True) for i in range(n)]
-        found: dict[int, tuple[Completion, bool]] = {}
+        keys = [
+            self._key(
+                messages, step, "step", i, sampling, logprobs=self.logprobs, drawn_with_n=True
+            )
+            for i in range(n)
+        ]
+        found: dict[int, Choice] = {}
         for index, key in enumerate(keys):
             if (hit := self._cached(key, keep)) is not None:
-                found[index] = (hit, True)
-        missing = [i for i in range(n) if i not in found]
-        if missing:
+                found[index] = Choice(hit, True)
+        if not found:
             answers = await self.client.complete_choices(
-                messages, len(missing), logprobs=self.logprobs, sampling=sampling
+                messages, n, logprobs=self.logprobs, sampling=sampling
             )
-            for index, completion in zip(missing, answers, strict=False):
+            for index, completion in enumerate(answers[:n]):
                 self.tokens += completion.usage.tokens
                 self._keep(keys[index], completion, keep, counted=True)
-                found[index] = (completion, False)
-        for index in range(n):  # what the server did not send: one request each
+                found[index] = Choice(completion, False, shared=index > 0)
+        for index in range(n):  # what neither the cache nor the one request gave
             if index not in found:
-                found[index] = await self.complete(
-                    messages, step, sample=index, seed=self.sample_seed(index), keep=keep
+                seed = self.sample_seed(index)
+                completion, cached = await self.complete(
+                    messages, step, sample=index, seed=seed, keep=keep
                 )
+                found[index] = Choice(completion, cached, seed=seed)
         return [found[i] for i in range(n)]
 
     def sample_seed(self, index: int) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,7 +68,12 @@ def choose_candidate(candidates: Sequence[Draft], primary: str | None) -> tuple[
     usable = [i for i, d in enumerate(candidates) if d.usable]
     of = f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}"
     if not usable:
-        return ranked, f"none of the {of} is usable: the latest is kept"
+        if score(winner) == -math.inf:
+            return ranked, f"none of the {of} is usable: the latest is kept"
+        return ranked, (
+            f"none of the {of} is usable: the one with the highest {primary} "
+            f"({score(winner):g}) is kept"
+        )
     if len(usable) == 1:
         return ranked, f"the only one of the {of} without problems"
     best = score(winner)
@@ -141,27 +145,35 @@ class BestOfN:
         candidate's ``check`` raised (the caller fails the item with it, the draft kept).
 
         A candidate whose request failed is kept with the failure as its problem; when every
-        candidate's request failed, the first failure is raised. A 401/403/404 or a
-        configuration error is raised.
+        candidate's request failed, the first failure is the error. A 401/403/404 or a
+        configuration error is raised. The draft's ``latency_s`` is its requests' time on the
+        wire: the longest of candidates drawn at once, their sum when drawn one at a time.
         """
-        started = time.perf_counter()
         drawn: list[tuple[Drafted, int | None]] = []
         failures: dict[int, EndpointError] = {}
         error: RefineError | None = None
+        shared: set[int] = set()
+        stopped = ""
         if self.one_at_a_time:
             for index in range(n):
                 if drawn and self.spent([*history, *(d.draft for d, _ in drawn)]):
+                    stopped = "the token budget was spent"
                     break
                 found = await self._one(messages, step, index, failures)
                 drawn.append(found)
                 if index not in failures:
                     error = await _checked(check, history, found[0])
-                if error is not None or found[0].draft.usable:
-                    break  # a check that fails fails the item: no more candidates are paid for
+                if error is not None:
+                    stopped = "its checks failed"  # the item fails: no more are paid for
+                    break
+                if found[0].draft.usable:
+                    stopped = "it passed every validator"
+                    break
         else:
             if self.use_n:
-                answers = await self.calls.complete_choices(messages, step, n, keep=self.keep)
-                drawn = [(self.make(answer, cached, step), None) for answer, cached in answers]
+                choices = await self.calls.complete_choices(messages, step, n, keep=self.keep)
+                drawn = [(self.make(c.completion, c.cached, step), c.seed) for c in choices]
+                shared = {i for i, c in enumerate(choices) if c.shared}
             else:
                 drawn = list(
                     await asyncio.gather(
@@ -177,14 +189,19 @@ class BestOfN:
             )
             error = next((e for e in errors if e is not None), None)
         if failures and len(failures) == len(drawn):
-            raise failures[min(failures)]
+            error = failures[min(failures)]  # no answer at all: the item fails, draft kept
         drafts = [d.draft for d, _ in drawn]
         winner, why = choose_candidate(drafts, primary)
+        if len(drawn) < n:
+            why += f"; {len(drawn)} of up to {n} drawn, then stopped as {stopped}"
         draft = drafts[winner].model_copy(deep=True)
         draft.candidates = [_candidate(d.draft, i, seed) for i, (d, seed) in enumerate(drawn)]
+        for index in shared:
+            draft.candidates[index].shared_request = True
         draft.candidate = winner
         draft.choice = why
-        draft.latency_s = round(time.perf_counter() - started, 4)
+        wire = [d.latency_s for d in drafts]  # drawn at once: the longest; else one after another
+        draft.latency_s = round(sum(wire) if self.one_at_a_time else max(wire), 4)
         return draft, error
 
     async def _one(

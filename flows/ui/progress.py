@@ -73,10 +73,10 @@ class OutputWatcher:
 
     def _count(self, draft: dict[str, Any]) -> None:
         """A step's request, its critique and judge requests, and its other candidates'."""
-        for request in request_dicts(draft):
+        for request, shared in request_dicts(draft):
             if request.get("cached"):
                 self.cache_hits += 1
                 continue
-            self.requests += request.get("attempts", 1)
+            self.requests += 0 if shared else request.get("attempts", 1)
             usage = request.get("usage") or {}
             self.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)

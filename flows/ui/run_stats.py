@@ -10,7 +10,6 @@ than :class:`~flows.data.records.Trajectory` so that records written by older ve
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,26 +148,21 @@ class RunStats:
             if isinstance(value, int | float) and math.isfinite(value):
                 stats.rewards.append(float(value))
         stats.with_problems += bool(draft.get("problems"))
-        candidates = draft.get("candidates") or []
+        candidates = [c for c in draft.get("candidates") or [] if isinstance(c, dict)]
         stats.candidates += len(candidates) or 1
         stats.sampled += bool(candidates)
         stats.winner_not_first += bool(candidates) and draft.get("candidate") not in (0, None)
-        if draft.get("cached"):
-            stats.cache_hits += 1
-        else:
+        answers = candidates or [draft]  # a best-of-N step's answers are its candidates
+        hits = sum(bool(answer.get("cached")) for answer in answers)
+        stats.cache_hits += hits
+        if hits < len(answers):  # some answer came over the wire: the step has a latency
             stats.latencies.append(float(draft.get("latency_s") or 0.0))
-        for cached, usage in _priced(draft):
-            if not cached:
-                stats.requests += 1
+        for request, shared in request_dicts(draft):
+            if not request.get("cached"):
+                usage = request.get("usage") or {}
+                stats.requests += not shared
                 stats.tokens += int(usage.get("prompt_tokens", 0))
                 stats.tokens += int(usage.get("completion_tokens", 0))
-
-
-def _priced(draft: dict[str, Any]) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """The step's request, its side requests (critique, judge) and its other best-of-N
-    candidates' requests, each with its cache flag."""
-    for request in request_dicts(draft):
-        yield bool(request.get("cached")), request.get("usage") or {}
 
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:

@@ -13,6 +13,7 @@ from flows.batch import refine_batch
 from flows.config.run import build_run_config
 from flows.data.records import Draft, Trajectory
 from flows.loop.candidates import choose_candidate
+from flows.ui.run_stats import read_run_stats
 from refine.errors import ConfigError
 from tests.batch_helpers import make_config, read_records, write_rows
 from tests.fake_openai import FakeOpenAI, Reply
@@ -139,7 +140,10 @@ async def test_stop_sampling_when_valid_sends_fewer_requests(
     (record,) = read_records(tmp_path / "out.jsonl")
     (draft,) = record["drafts"]
     assert len(draft["candidates"]) == 2 and draft["candidate"] == 1
+    assert "2 of up to 4 drawn, then stopped as it passed every validator" in draft["choice"]
     assert record["output"] == VALID
+    # one after another: the step's time on the wire is the sum of its candidates'
+    assert draft["latency_s"] == pytest.approx(sum(c["latency_s"] for c in draft["candidates"]))
 
     fake_server.clear_log()  # the same run without the early exit draws all four
     fake_server.script([Reply(content="nope")], match="seed=0")
@@ -183,6 +187,10 @@ async def test_with_n_one_request_brings_every_candidate_and_each_is_cached(
     (draft,) = record["drafts"]
     assert [c["text"] for c in draft["candidates"]] == ["no", "nor this", VALID]
     assert draft["candidate"] == 2 and all(c["seed"] is None for c in draft["candidates"])
+    assert [c["shared_request"] for c in draft["candidates"]] == [False, True, True]
+    assert Draft.model_validate(draft).request_count() == 1  # what eval and the UI count
+    rows = read_run_stats(tmp_path / "out.jsonl").rows()
+    assert rows[0]["requests"] == 1 and rows[0]["candidates per draft"] == 3
     tokens = [c["usage"] for c in draft["candidates"]]
     assert tokens[0]["prompt_tokens"] > 0 and tokens[1]["prompt_tokens"] == 0  # read once
     assert sum(t["completion_tokens"] for t in tokens) == 1 + 2 + 2  # the server's count
@@ -191,6 +199,31 @@ async def test_with_n_one_request_brings_every_candidate_and_each_is_cached(
     assert len(fake_server.chat_requests()) == 1  # all three from the cache
     (again,) = read_records(tmp_path / "again.jsonl")
     assert [c["text"] for c in again["drafts"][0]["candidates"]] == ["no", "nor this", VALID]
+
+    # one more candidate later: asked on its own with its own seed, never a second n request
+    # (whose choices would repeat the first one's)
+    more = _json_run(fake_server, tmp_path, samples=4, endpoint={"supports_n": True})
+    await refine_batch(data, tmp_path / "more.jsonl", more)
+    _, fourth = fake_server.chat_requests()
+    assert fourth.body["seed"] == 3 and "n" not in fourth.body
+    (grown,) = read_records(tmp_path / "more.jsonl")
+    texts = [c["text"] for c in grown["drafts"][0]["candidates"]]
+    assert texts[:3] == ["no", "nor this", VALID] and texts[3] not in texts[:3]
+    assert grown["drafts"][0]["candidates"][3]["seed"] == 3
+
+
+async def test_an_item_whose_every_candidate_failed_keeps_them_in_its_record(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", ROWS)
+    fake_server.script([Reply(status=400, content=f"refused {i}") for i in range(3)])
+    summary = await refine_batch(data, tmp_path / "out.jsonl", _json_run(fake_server, tmp_path))
+    assert summary.failed == 1
+    (record,) = read_records(tmp_path / "out.jsonl")
+    assert record["status"] == "failed" and "400" in record["error"]
+    (draft,) = record["drafts"]
+    assert len(draft["candidates"]) == 3
+    assert all("request failed" in c["problems"][0] for c in draft["candidates"])
 
 
 async def test_a_candidate_whose_request_failed_is_kept_and_another_wins(
@@ -270,8 +303,20 @@ def test_more_than_one_sample_at_temperature_zero_is_refused() -> None:
     with pytest.raises(ConfigError, match="temperature above 0"):
         build_run_config({"samples": [1, 2], "endpoint": {"temperature": 0}})
     assert build_run_config({"samples": [1, 1], "endpoint": {"temperature": 0}}).samples_at(2) == 1
-    with pytest.raises(ConfigError, match="from 1 to 64"):
+    with pytest.raises(ConfigError, match="from 1 to 64") as refused:
         build_run_config({"samples": [3, 0]})
+    assert "Value error" not in str(refused.value)
+
+
+def test_the_temperature_conflict_names_where_each_value_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("samples = [1, 3]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        build_run_config({"endpoint": {"temperature": 0}}, config)
+    message = str(refused.value)
+    assert f"samples (from {config})" in message
+    assert "endpoint.temperature (from command line)" in message
+    assert "3 candidates at step 2" in message and "(root)" not in message
 
 
 async def test_stop_sampling_when_valid_without_a_validator_is_refused(
@@ -292,3 +337,6 @@ def test_choose_candidate_prefers_no_problems_over_any_reward() -> None:
     assert choose_candidate([good, unscored], "r")[0] == 0  # a score beats none
     index, why = choose_candidate([bad, bad.model_copy()], "r")
     assert index == 1 and "none of the 2 candidates is usable" in why
+    worse = Draft(step=1, text="w", problems=["invalid"], rewards={"r": 0.5})
+    index, why = choose_candidate([bad, worse], "r")  # none usable: still the higher reward
+    assert index == 0 and "the highest r (1) is kept" in why
