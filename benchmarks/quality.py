@@ -53,6 +53,17 @@ def _passes(draft: Draft | Candidate | None) -> bool:
     return draft is not None and draft.rewards.get(HIDDEN) == 1.0
 
 
+def _beaten(draft: Draft) -> bool:
+    """Whether the winner beat candidate 0 outright (no problems against problems, or a higher
+    visible pass rate), not only on the tie-break that prefers the later index."""
+    first = draft.candidates[0]
+    if draft.candidate in (0, None):
+        return False
+    if draft.usable != first.usable:
+        return draft.usable
+    return draft.rewards.get(VISIBLE, -1.0) > first.rewards.get(VISIBLE, -1.0)
+
+
 def _best_of_n(records: list[Trajectory]) -> dict[str, Any] | None:
     """What selection among candidates did: steps that drew candidates, how often the winner
     was not candidate 0, and the oracle (some candidate of the item's first step passes the
@@ -67,6 +78,7 @@ def _best_of_n(records: list[Trajectory]) -> dict[str, Any] | None:
         "steps_with_candidates": len(sampled),
         "candidates_drawn": sum(len(d.candidates) for d in sampled),
         "winner_not_candidate_0": sum(d.candidate not in (0, None) for d in sampled),
+        "candidate_0_beaten": sum(_beaten(d) for d in sampled),
         "step1_oracle_pass": oracle / n if n else 0.0,
         "step1_candidate_0_pass": sum(
             bool(d and d.candidates and _passes(d.candidates[0])) for d in first
@@ -202,7 +214,8 @@ def _print(fig: Figures, model: str, wall_s: float | None) -> None:
         b = fig.best_of_n
         print(
             f"best-of-N: {b['candidates_drawn']} candidates in {b['steps_with_candidates']} "
-            f"steps, the winner not candidate 0 in {b['winner_not_candidate_0']}; step 1: "
+            f"steps, the winner not candidate 0 in {b['winner_not_candidate_0']} (beating it "
+            f"outright in {b['candidate_0_beaten']}, the rest ties to the later index); step 1: "
             f"candidate 0 alone {b['step1_candidate_0_pass']:.3f}, some candidate passes the "
             f"hidden tests (oracle) {b['step1_oracle_pass']:.3f}"
         )

@@ -133,6 +133,7 @@ def test_best_of_n_on_the_benchmark_counts_candidates_and_the_oracle(
         "steps_with_candidates": 1,
         "candidates_drawn": 2,
         "winner_not_candidate_0": 1,
+        "candidate_0_beaten": 1,
         "step1_oracle_pass": 1.0,
         "step1_candidate_0_pass": 0.0,
     }
