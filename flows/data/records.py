@@ -121,7 +121,8 @@ class Candidate(BaseModel):
     """One of the N answers a best-of-N step drew, cleaned, validated and scored like a draft.
 
     ``index`` is its sample index (0 to N-1; part of its request's cache key), ``seed`` the
-    seed its request carried (None when the N came as the ``n`` choices of one request).
+    seed its request carried (for the ``n`` choices of one request, that request's seed: None
+    when it sent none).
     """
 
     index: int

@@ -28,9 +28,9 @@ EMBEDDED_MODEL = "embedded-local-model"
 @dataclass(frozen=True)
 class Choice:
     """One sample of :meth:`ModelCalls.complete_choices`: the answer, whether it came from the
-    cache, the seed its own request carried (None: a choice of the one ``n`` request), and
-    whether it shared that request with the choice before it (so it is no request of its own;
-    its usage is its share, see :func:`flows.llm.client.split_usage`)."""
+    cache, the seed its request carried (None: none), and whether it is a later choice of that
+    request (so no request of its own; its usage is its share, see
+    :func:`flows.llm.client.split_usage`)."""
 
     completion: Completion
     cached: bool
@@ -156,16 +156,19 @@ class ModelCalls:
         n: int,
         *,
         keep: Callable[[str], bool] | None = None,
-    ) -> list[Choice]:
-        """``n`` samples of a step's ``messages``, as the ``n`` choices of one request.
+    ) -> list[Choice | None]:
+        """Up to ``n`` samples of a step's ``messages``, as the ``n`` choices of one request.
 
         Each choice is cached under its own sample index (a key of its own, marked as drawn
-        with ``n``), so a re-run gets each back in its place. When the cache holds none of
-        them, one request asks for all ``n``; samples still missing (some were cached, as when
-        ``samples`` grew since the last run, or the server sent fewer choices than asked, as
-        one that ignores ``n`` does) are asked one request each with a seed of their own
-        (:meth:`sample_seed`), since a second ``n`` request with the same sampling fields would
-        repeat the first one's choices.
+        with ``n``), so a re-run gets each back in its place. Only when the cache holds none of
+        them is the one request sent. The list has a None for each sample neither gave (some
+        were cached, as when ``samples`` grew since the last run, or the server sent fewer
+        choices than asked, as one that ignores ``n`` does): the caller asks those one request
+        each with a seed of their own (:meth:`sample_seed`), since a second ``n`` request with
+        the same sampling fields would repeat the first one's choices.
+
+        Raises:
+            EndpointError: the one request failed (after its retries).
         """
         sampling = self.endpoint.sampling()
         keys = [
@@ -174,26 +177,20 @@ class ModelCalls:
             )
             for i in range(n)
         ]
-        found: dict[int, Choice] = {}
+        seed = self.endpoint.seed  # what the one request carries, for all of its choices
+        found: list[Choice | None] = [None] * n
         for index, key in enumerate(keys):
-            if (hit := self._cached(key, keep)) is not None:
-                found[index] = Choice(hit, True)
-        if not found:
+            if (hit := self._cached(key, keep)) is not None:  # a later choice of one request
+                found[index] = Choice(hit, True, seed=seed, shared=index > 0)
+        if not any(found):
             answers = await self.client.complete_choices(
                 messages, n, logprobs=self.logprobs, sampling=sampling
             )
             for index, completion in enumerate(answers[:n]):
                 self.tokens += completion.usage.tokens
                 self._keep(keys[index], completion, keep, counted=True)
-                found[index] = Choice(completion, False, shared=index > 0)
-        for index in range(n):  # what neither the cache nor the one request gave
-            if index not in found:
-                seed = self.sample_seed(index)
-                completion, cached = await self.complete(
-                    messages, step, sample=index, seed=seed, keep=keep
-                )
-                found[index] = Choice(completion, cached, seed=seed)
-        return [found[i] for i in range(n)]
+                found[index] = Choice(completion, False, seed=seed, shared=index > 0)
+        return found
 
     def sample_seed(self, index: int) -> int:
         """The seed of a step's candidate ``index`` drawn by its own request: the endpoint's

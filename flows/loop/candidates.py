@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from flows.data.records import Candidate, Draft
-from flows.llm.calls import ModelCalls
+from flows.llm.calls import Choice, ModelCalls
 from flows.llm.client import Completion
 from refine.errors import ConfigError, EndpointError, FatalEndpointError, RefineError
 
@@ -65,29 +65,35 @@ def choose_candidate(candidates: Sequence[Draft], primary: str | None) -> tuple[
         range(len(candidates)), key=lambda i: (candidates[i].usable, score(candidates[i]), i)
     )
     winner = candidates[ranked]
+    best = score(winner)
     usable = [i for i, d in enumerate(candidates) if d.usable]
-    of = f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}"
+    group = usable or list(range(len(candidates)))  # what the winner was chosen among
+    tied = [i for i in group if i != ranked and score(candidates[i]) == best]
+    ties = (
+        f"; tied with candidate{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied))}: "
+        "the latest wins"
+        if tied and best != -math.inf
+        else ""
+    )
+    if len(candidates) == 1:
+        state = "has no problems" if usable else "is not usable"
+        return ranked, f"the one candidate drawn {state}"
+    of = f"{len(candidates)} candidates"
     if not usable:
-        if score(winner) == -math.inf:
+        if best == -math.inf:
             return ranked, f"none of the {of} is usable: the latest is kept"
         return ranked, (
-            f"none of the {of} is usable: the one with the highest {primary} "
-            f"({score(winner):g}) is kept"
+            f"none of the {of} is usable: the one with the highest {primary} ({best:g}) is "
+            f"kept{ties}"
         )
     if len(usable) == 1:
         return ranked, f"the only one of the {of} without problems"
-    best = score(winner)
     if best == -math.inf:
         return ranked, (
             f"{len(usable)} of the {of} have no problems and none has a {primary or 'primary'} "
             "score: the latest of them"
         )
-    tied = [i for i in usable if score(candidates[i]) == best and i != ranked]
-    why = f"the highest {primary} ({best:g}) of the {len(usable)} usable of the {of}"
-    if tied:
-        why += f"; tied with candidate{'s' if len(tied) > 1 else ''} " + ", ".join(map(str, tied))
-        why += ": the latest wins"
-    return ranked, why
+    return ranked, f"the highest {primary} ({best:g}) of the {len(usable)} usable of the {of}{ties}"
 
 
 def _candidate(draft: Draft, index: int, seed: int | None) -> Candidate:
@@ -170,16 +176,24 @@ class BestOfN:
                     stopped = "it passed every validator"
                     break
         else:
+            choices: list[Choice | None] = [None] * n
             if self.use_n:
-                choices = await self.calls.complete_choices(messages, step, n, keep=self.keep)
-                drawn = [(self.make(c.completion, c.cached, step), c.seed) for c in choices]
-                shared = {i for i, c in enumerate(choices) if c.shared}
-            else:
-                drawn = list(
-                    await asyncio.gather(
-                        *(self._one(messages, step, i, failures) for i in range(n))
-                    )
+                choices = await self._choices(messages, step, n, failures)
+                shared = {i for i, c in enumerate(choices) if c is not None and c.shared}
+            if failures:  # the one request with n failed: this step asks nothing more
+                drawn = [(_failed(step, failures[0]), self.calls.endpoint.seed)]
+                stopped = "the one request with n failed"
+            else:  # the rest one request each, at once (all N without n)
+                missing = [i for i, c in enumerate(choices) if c is None]
+                fresh = await asyncio.gather(
+                    *(self._one(messages, step, i, failures) for i in missing)
                 )
+                by_index = dict(zip(missing, fresh, strict=True))
+                for index, choice in enumerate(choices):
+                    if choice is not None:
+                        made = self.make(choice.completion, choice.cached, step)
+                        by_index[index] = (made, choice.seed)
+                drawn = [by_index[i] for i in sorted(by_index)]
             errors = await asyncio.gather(
                 *(
                     _checked(check, history, d)
@@ -204,6 +218,23 @@ class BestOfN:
         draft.latency_s = round(sum(wire) if self.one_at_a_time else max(wire), 4)
         return draft, error
 
+    async def _choices(
+        self,
+        messages: list[dict[str, str]],
+        step: int,
+        n: int,
+        failures: dict[int, EndpointError],
+    ) -> list[Choice | None]:
+        """The candidates the cache or one request with ``n`` gives (None for the others);
+        a failed request is candidate 0's failure, kept in the record as its problem."""
+        try:
+            return await self.calls.complete_choices(messages, step, n, keep=self.keep)
+        except FatalEndpointError:
+            raise
+        except EndpointError as exc:
+            failures[0] = exc
+            return [None] * n
+
     async def _one(
         self,
         messages: list[dict[str, str]],
@@ -221,9 +252,14 @@ class BestOfN:
             raise
         except EndpointError as exc:
             failures[index] = exc
-            failed = Draft(step=step, text="", problems=[f"the request failed: {exc}"])
-            return Drafted(failed, judged=False), seed
+            return _failed(step, exc), seed
         return self.make(answer, cached, step), seed
+
+
+def _failed(step: int, error: EndpointError) -> Drafted:
+    """A candidate whose request failed: no answer, the failure as its problem."""
+    failed = Draft(step=step, text="", problems=[f"the request failed: {error}"])
+    return Drafted(failed, judged=False)
 
 
 async def _checked(

@@ -199,6 +199,8 @@ async def test_with_n_one_request_brings_every_candidate_and_each_is_cached(
     assert len(fake_server.chat_requests()) == 1  # all three from the cache
     (again,) = read_records(tmp_path / "again.jsonl")
     assert [c["text"] for c in again["drafts"][0]["candidates"]] == ["no", "nor this", VALID]
+    assert [c["shared_request"] for c in again["drafts"][0]["candidates"]] == [False, True, True]
+    assert Draft.model_validate(again["drafts"][0]).request_count() == 1  # still one request
 
     # one more candidate later: asked on its own with its own seed, never a second n request
     # (whose choices would repeat the first one's)
@@ -210,6 +212,21 @@ async def test_with_n_one_request_brings_every_candidate_and_each_is_cached(
     texts = [c["text"] for c in grown["drafts"][0]["candidates"]]
     assert texts[:3] == ["no", "nor this", VALID] and texts[3] not in texts[:3]
     assert grown["drafts"][0]["candidates"][3]["seed"] == 3
+
+
+async def test_a_failed_request_with_n_is_kept_as_a_candidate_and_nothing_more_is_asked(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", ROWS)
+    fake_server.script([Reply(status=500, content="down")] * 3)  # every attempt of one request
+    config = _json_run(fake_server, tmp_path, endpoint={"supports_n": True})
+    summary = await refine_batch(data, tmp_path / "out.jsonl", config)
+    assert summary.failed == 1 and len(fake_server.chat_requests()) == 3  # its 3 attempts
+    (record,) = read_records(tmp_path / "out.jsonl")
+    (draft,) = record["drafts"]
+    (failed,) = draft["candidates"]
+    assert "request failed" in failed["problems"][0] and "500" in failed["problems"][0]
+    assert "the one request with n failed" in draft["choice"]
 
 
 async def test_an_item_whose_every_candidate_failed_keeps_them_in_its_record(
@@ -340,3 +357,6 @@ def test_choose_candidate_prefers_no_problems_over_any_reward() -> None:
     worse = Draft(step=1, text="w", problems=["invalid"], rewards={"r": 0.5})
     index, why = choose_candidate([bad, worse], "r")  # none usable: still the higher reward
     assert index == 0 and "the highest r (1) is kept" in why
+    index, why = choose_candidate([bad, worse, bad.model_copy()], "r")
+    assert index == 2 and why.endswith("tied with candidate 0: the latest wins")
+    assert choose_candidate([good], "r") == (0, "the one candidate drawn has no problems")
