@@ -96,7 +96,7 @@ class RunConfig(LoopFields):
         """Best-of-N draws N different answers only when sampling is random."""
         problem = sampling_problem(self)
         if problem is not None:
-            raise ValueError(problem)
+            raise SamplingConflict(problem)
         return self
 
     @field_validator("cache_dir", "template_dirs", "examples_path")
@@ -127,10 +127,12 @@ class EnvironmentSettings(BaseSettings):
     """The Prefect server that ``refine serve``/``deploy`` register with; Prefect reads it too."""
 
 
-def sampling_problem(config: LoopFields | RunConfig) -> str | None:
+class SamplingConflict(ValueError):
+    """``samples`` draws several candidates at a step while the temperature is 0 or below."""
+
+
+def sampling_problem(config: RunConfig) -> str | None:
     """Why ``samples`` cannot work with the endpoint's temperature, or None when it can."""
-    if not isinstance(config, RunConfig):
-        return None
     temperature = config.endpoint.temperature
     if temperature is None or temperature > 0 or config.most_samples() < 2:
         return None
@@ -261,20 +263,21 @@ def build_run_config(
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_sampling_described(merged, layers) or _describe(exc, layers)) from None
+        raise ConfigError(_sampling_described(exc, layers) or _describe(exc, layers)) from None
 
 
-def _sampling_described(merged: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> str:
-    """The samples-and-temperature conflict, naming where each value came from; "" when the
-    merged values are no such conflict (or fail for another reason first)."""
-    try:
-        loose = RunConfig.model_construct(
-            **{**merged, "endpoint": EndpointConfig.model_validate(merged.get("endpoint", {}))}
-        )
-        problem = sampling_problem(loose) if isinstance(merged.get("samples"), int | list) else None
-    except (ValidationError, TypeError, ValueError, StopIteration):
-        return ""
-    if problem is None:
+def _sampling_described(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """A :class:`SamplingConflict` (a check across two fields, so pydantic places it at the
+    root), naming the layer each of the two values came from; "" for any other error."""
+    conflict = next(
+        (
+            e["ctx"]["error"]
+            for e in exc.errors()
+            if isinstance(e.get("ctx", {}).get("error"), SamplingConflict)
+        ),
+        None,
+    )
+    if conflict is None:
         return ""
 
     def source(loc: tuple[str, ...]) -> str:
@@ -282,7 +285,7 @@ def _sampling_described(merged: dict[str, Any], layers: list[tuple[str, dict[str
 
     return (
         f"invalid configuration: samples (from {source(('samples',))}) and "
-        f"endpoint.temperature (from {source(('endpoint', 'temperature'))}): {problem}"
+        f"endpoint.temperature (from {source(('endpoint', 'temperature'))}): {conflict}"
     )
 
 

@@ -30,7 +30,7 @@ class Choice:
     """One sample of :meth:`ModelCalls.complete_choices`: the answer, whether it came from the
     cache, the seed its request carried (None: none), and whether it is a later choice of that
     request (so no request of its own; its usage is its share, see
-    :func:`flows.llm.client.split_usage`)."""
+    :func:`flows.llm.usage.split_usage`)."""
 
     completion: Completion
     cached: bool
@@ -187,8 +187,7 @@ class ModelCalls:
                 messages, n, logprobs=self.logprobs, sampling=sampling
             )
             for index, completion in enumerate(answers[:n]):
-                self.tokens += completion.usage.tokens
-                self._keep(keys[index], completion, keep, counted=True)
+                self._keep(keys[index], completion, keep)
                 found[index] = Choice(completion, False, seed=seed, shared=index > 0)
         return found
 
@@ -225,17 +224,9 @@ class ModelCalls:
             request["drawn_with"] = "n"
         return request_key(request)
 
-    def _keep(
-        self,
-        key: str,
-        completion: Completion,
-        keep: Callable[[str], bool] | None,
-        *,
-        counted: bool = False,
-    ) -> None:
-        """Count a fresh answer's tokens (unless ``counted``) and cache it if worth keeping."""
-        if not counted:
-            self.tokens += completion.usage.tokens
+    def _keep(self, key: str, completion: Completion, keep: Callable[[str], bool] | None) -> None:
+        """Count a fresh answer's tokens and cache it if worth keeping."""
+        self.tokens += completion.usage.tokens
         if self.cache is not None and _kept(completion.content, completion.finish_reason, keep):
             answer = CachedAnswer(
                 content=completion.content,

@@ -40,10 +40,10 @@ from flows.llm.retry import (
     retry_after_seconds,
 )
 from flows.llm.slots import prefect_slot
-from flows.llm.usage import CHARS_PER_TOKEN, usage_of
+from flows.llm.usage import CHARS_PER_TOKEN, split_usage, usage_of
 from refine.errors import EndpointError, FatalEndpointError
 
-__all__ = ["ChatClient", "Completion", "split_usage"]
+__all__ = ["ChatClient", "Completion"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,41 +61,6 @@ class Completion:
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
     token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
-
-
-def split_usage(answers: list[Completion]) -> list[Completion]:
-    """The ``n`` answers of one request, each with its share of the request's usage.
-
-    Every answer of the request arrives with the whole request's usage. The prompt was read
-    once: its tokens (and cached tokens) stay with the first answer. The completion tokens are
-    shared in proportion to each answer's characters (an equal share when all are empty), the
-    remainder of the rounding going to the first, so the shares add up to the server's count.
-    Where the server sent no usage, each answer keeps its own estimated completion tokens.
-    """
-    if len(answers) < 2:
-        return answers
-    whole = answers[0].usage
-    sizes = [len(a.content) for a in answers]
-    total = sum(sizes)
-    shares = [
-        (whole.completion_tokens * size) // total
-        if total
-        else whole.completion_tokens // len(sizes)
-        for size in sizes
-    ]
-    shares[0] += whole.completion_tokens - sum(shares)
-    if whole.estimated:  # no count came: each answer's own estimate is its share
-        shares = [answer.usage.completion_tokens for answer in answers]
-    split = []
-    for index, (answer, share) in enumerate(zip(answers, shares, strict=True)):
-        usage = Usage(
-            prompt_tokens=whole.prompt_tokens if index == 0 else 0,
-            completion_tokens=share,
-            cached_tokens=whole.cached_tokens if index == 0 else 0,
-            estimated=whole.estimated,
-        )
-        split.append(dataclasses.replace(answer, usage=usage))
-    return split
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -183,7 +148,11 @@ class ChatClient:
             self._completion({**response, "choices": [choice]}, messages, on_wire, attempts)
             for choice in ordered
         ]
-        return split_usage(answers)
+        shares = split_usage([a.usage for a in answers], [len(a.content) for a in answers])
+        return [
+            dataclasses.replace(answer, usage=usage)
+            for answer, usage in zip(answers, shares, strict=True)
+        ]
 
     async def _answer(
         self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None

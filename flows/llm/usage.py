@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.data.records import Usage
 
-__all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "usage_of"]
+__all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "split_usage", "usage_of"]
 
 CHARS_PER_TOKEN = 4
 """Characters per token of an estimate: OpenAI's rule of thumb for English text ("one token is
@@ -60,3 +60,38 @@ def usage_of(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], tex
         cached_tokens=_reported(details.get("cached_tokens")) or 0,
         estimated=prompt is None or completion is None,
     )
+
+
+def split_usage(usages: list[Usage], sizes: list[int]) -> list[Usage]:
+    """Each of the ``n`` answers of one request with its share of the request's usage.
+
+    ``usages`` are the answers' usages as read (each the whole request's, or each answer's own
+    estimate where the server sent none), ``sizes`` their characters. The prompt was read once:
+    its tokens (and cached tokens) stay with the first answer. The completion tokens are shared
+    in proportion to each answer's characters (equally when all are empty), the rounding's
+    remainder going to the first, so the shares add up to the server's count; an estimated
+    usage keeps each answer's own estimate.
+    """
+    if len(usages) < 2:
+        return usages
+    whole = usages[0]
+    if whole.estimated:
+        shares = [usage.completion_tokens for usage in usages]
+    else:
+        total = sum(sizes)
+        shares = [
+            (whole.completion_tokens * size) // total
+            if total
+            else whole.completion_tokens // len(sizes)
+            for size in sizes
+        ]
+        shares[0] += whole.completion_tokens - sum(shares)
+    return [
+        Usage(
+            prompt_tokens=whole.prompt_tokens if index == 0 else 0,
+            completion_tokens=share,
+            cached_tokens=whole.cached_tokens if index == 0 else 0,
+            estimated=whole.estimated,
+        )
+        for index, share in enumerate(shares)
+    ]

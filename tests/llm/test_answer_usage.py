@@ -14,6 +14,7 @@ from flows.config.run import EndpointConfig
 from flows.data.records import CachedAnswer, Draft, Usage
 from flows.llm.cache import RequestCache
 from flows.llm.calls import ModelCalls
+from flows.llm.usage import split_usage
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.llm import test_client
 from tests.llm.test_client import MESSAGES, MakeClient
@@ -143,3 +144,19 @@ def test_estimated_is_written_only_when_true() -> None:
     )
     draft = Draft(step=1, text="t", usage=Usage(prompt_tokens=3, estimated=True))
     assert draft.model_dump(mode="json")["usage"]["estimated"] is True
+
+
+def test_split_usage_reads_the_prompt_once_and_shares_the_completion_by_length() -> None:
+    whole = Usage(prompt_tokens=100, completion_tokens=10, cached_tokens=40)
+    shares = split_usage([whole] * 3, [10, 20, 0])
+    assert [s.prompt_tokens for s in shares] == [100, 0, 0]
+    assert [s.cached_tokens for s in shares] == [40, 0, 0]
+    assert [s.completion_tokens for s in shares] == [4, 6, 0]  # 3 + the rounding's 1, 6, 0
+    assert sum(s.completion_tokens for s in shares) == 10
+    assert [s.completion_tokens for s in split_usage([whole] * 2, [0, 0])] == [5, 5]
+    guessed = [Usage(prompt_tokens=50, completion_tokens=c, estimated=True) for c in (3, 7)]
+    kept = split_usage(guessed, [12, 28])  # no count came: each keeps its own estimate
+    assert [(s.prompt_tokens, s.completion_tokens, s.estimated) for s in kept] == [
+        (50, 3, True),
+        (0, 7, True),
+    ]
