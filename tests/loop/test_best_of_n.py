@@ -21,6 +21,7 @@ from tests.fake_openai import FakeOpenAI, Reply
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 VALID = '{"city": "Paris"}'
+USAGE_110 = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
 ROWS = [{"id": "j", "input": "Give the city of the Eiffel Tower as JSON."}]
 
 
@@ -110,9 +111,8 @@ async def test_a_list_of_samples_sets_each_steps_count(
 async def test_budgets_and_the_summary_count_every_candidate(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
     data = write_rows(tmp_path / "data.jsonl", ROWS)
-    fake_server.script([Reply(content=f"draft {i}", usage=usage) for i in range(20)])
+    fake_server.script([Reply(content=f"draft {i}", usage=USAGE_110) for i in range(20)])
     config = _json_run(
         fake_server, tmp_path, validators=[], steps=4, stop={"max_tokens_per_item": 300}
     )
@@ -155,9 +155,8 @@ async def test_stop_sampling_when_valid_sends_fewer_requests(
 async def test_a_budget_spent_part_way_stops_drawing_candidates_one_at_a_time(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
     data = write_rows(tmp_path / "data.jsonl", ROWS)
-    fake_server.script([Reply(content=f"nope {i}", usage=usage) for i in range(4)])
+    fake_server.script([Reply(content=f"nope {i}", usage=USAGE_110) for i in range(4)])
     config = _json_run(
         fake_server,
         tmp_path,
