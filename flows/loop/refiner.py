@@ -22,6 +22,7 @@ from flows.llm.client import Completion
 from flows.llm.finish import finish_problem
 from flows.loop.candidates import BestOfN, Drafted
 from flows.loop.checks import Assessor
+from flows.loop.empty_guard import EmptyAnswerGuard
 from flows.loop.plan import LoopPlan
 from flows.loop.render import StepRenderer
 from flows.loop.select import select_draft, total_reward
@@ -100,40 +101,6 @@ def draft_problems(completion: Completion, text: str) -> list[str]:
     if (ended := finish_problem(completion.finish_reason)) is not None:
         problems.append(ended)  # a cut or filtered half-answer is never complete text
     return problems
-
-
-@dataclass
-class EmptyAnswerGuard:
-    """Stops a run whose model answers nothing at all, before it ships a failure per item.
-
-    A chat model behind the wrong chat template or a stop sequence that is its first token
-    (the local defaults did that to every instruct model: issue 14) returns an empty answer for
-    every request. When the first ``limit`` step-1 answers of a run are all empty, the run stops
-    with one :class:`~refine.errors.ConfigError` naming the likely causes; one answer with text
-    turns the guard off for the rest of the run.
-    """
-
-    limit: int
-    empty: int = 0
-    answered: bool = False
-
-    def observe(self, content: str, model: str | None) -> None:
-        """Count one step-1 answer. Raises ConfigError at the ``limit``-th empty one in a row."""
-        if self.answered or self.limit < 1:
-            return
-        if content.strip():
-            self.answered = True
-            return
-        self.empty += 1
-        if self.empty >= self.limit:
-            raise ConfigError(
-                f"the model{f' {model!r}' if model else ''} returned an empty answer for each of "
-                f"the first {self.empty} items, so the run stopped instead of failing every item: "
-                "its chat template or stop sequences are probably wrong (a stop sequence that is "
-                "the first token it writes ends every answer at once). Check the endpoint's "
-                "`stop` and the local model's `chat_format`/`stop` ([local_model]), and look at "
-                "what is sent with `refine templates render`"
-            )
 
 
 class Refiner:
