@@ -262,8 +262,7 @@ async def test_a_crashing_validator_fails_the_item_and_keeps_every_candidate_dra
     fake_server: FakeOpenAI, tmp_path: Path, one_at_a_time: bool
 ) -> None:
     data = write_rows(tmp_path / "data.jsonl", [{"id": "bad", "input": "boom"}])
-    validator = "tests.loop.test_best_of_n:explode_on_boom_answer"
-    fake_server.script([Reply(content="boom")], match="seed=0")
+    validator = "tests.loop.test_loop:explode_on_boom"  # raises on the row "boom"
     config = _json_run(
         fake_server,
         tmp_path,
@@ -279,15 +278,6 @@ async def test_a_crashing_validator_fails_the_item_and_keeps_every_candidate_dra
     # drawn at once, all three were paid for and are kept; one at a time, none after it
     assert len(candidates) == (1 if one_at_a_time else 3)
     assert len(fake_server.chat_requests()) == len(candidates)
-
-
-def explode_on_boom_answer(draft: str, row: dict[str, Any]) -> Any:
-    """A user validator with a bug on one answer."""
-    from postprocess.validators import ValidationResult
-
-    if draft == "boom":
-        raise RuntimeError("cannot judge boom")
-    return ValidationResult()
 
 
 async def test_the_highest_reward_wins_and_a_tie_goes_to_the_later_index(
