@@ -94,6 +94,23 @@ class LocalModelConfig(BaseModel):
     startup_timeout_s: float = Field(
         default=180.0, gt=0, description="how long to wait for the model to load and answer"
     )
+    prompt_cache_mib: int = Field(
+        default=1024,
+        ge=0,
+        le=1 << 20,
+        description=(
+            "memory per slot for computed prompt prefixes (llama-cpp-python's RAM cache of "
+            "model states), so a step re-reads only what changed since the item's last step; "
+            "0 = off"
+        ),
+    )
+    slot_affinity: bool = Field(
+        default=True,
+        description=(
+            "send a request to the free slot that already holds the longest prefix of its "
+            "prompt (an item's next step goes where its last step ran); off: any free slot"
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

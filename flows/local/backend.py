@@ -48,6 +48,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--repack", action="store_true", help="allow repacked (AMX) weights")
+    parser.add_argument(
+        "--prompt-cache-mib", type=int, default=0, help="RAM for saved prompt states; 0 = off"
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
+    from flows.local.prompt_meter import CachedTokensMiddleware, PromptMeter
+
     model = ModelSettings(
         model=args.model,
         model_alias=args.alias,
@@ -69,10 +74,15 @@ def main(argv: list[str] | None = None) -> None:
         n_threads_batch=args.threads,
         chat_format=args.chat_format,
         logits_all=False,  # logits for every prompt token cost time; answers need only the last
+        cache=args.prompt_cache_mib > 0,
+        cache_type="ram",
+        cache_size=max(1, args.prompt_cache_mib) << 20,
         verbose=False,
     )
+    meter = PromptMeter()
+    meter.install()
     app = create_app(server_settings=ServerSettings(), model_settings=[model])
-    uvicorn.run(app, uds=args.uds, log_level="warning")
+    uvicorn.run(CachedTokensMiddleware(app, meter), uds=args.uds, log_level="warning")
 
 
 if __name__ == "__main__":

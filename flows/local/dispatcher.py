@@ -10,9 +10,12 @@ lock where a client's deadline cannot see it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -22,7 +25,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["SlotPool", "build_dispatcher"]
+from flows.local.prefix_index import PrefixIndex
+
+__all__ = ["SlotPool", "build_dispatcher", "prompt_text"]
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and those httpx recomputes: never forwarded.
 _HOP_HEADERS = frozenset(
@@ -42,27 +47,44 @@ _HOP_HEADERS = frozenset(
 
 
 class SlotPool:
-    """Backends that each take one request at a time; ``acquire`` waits for a free one."""
+    """Backends that each take one request at a time; ``acquire`` waits for a free one.
 
-    def __init__(self, sockets: Sequence[Path], timeout_s: float | None = None) -> None:
+    With ``affinity`` on, a request goes to the free backend that holds the longest prefix of
+    its prompt (:class:`flows.local.prefix_index.PrefixIndex`), so an item's next step lands
+    where its previous step ran and its system prompt, examples and input are not computed
+    again. A backend that frees up goes to the waiting request that it holds most of, looking
+    at the oldest ``len(sockets) * 2`` waiters; the oldest one is passed over at most
+    ``len(sockets)`` times, so no request waits behind later ones for long. Without affinity,
+    or when no backend holds any of a prompt, requests are served in arrival order.
+    """
+
+    def __init__(
+        self, sockets: Sequence[Path], timeout_s: float | None = None, affinity: bool = False
+    ) -> None:
         if not sockets:
             raise ValueError("a slot pool needs at least one backend socket")
         self.sockets = tuple(sockets)
+        self.affinity = affinity
+        self.prefixes = PrefixIndex(len(self.sockets))
+        self.requests = 0
+        self.affinity_hits = 0
         self._timeout = httpx.Timeout(timeout_s, connect=10.0)
-        self._free: asyncio.Queue[httpx.AsyncClient] | None = None
+        self._free: list[int] = []
+        self._waiters: deque[_Waiter] = deque()
         self._clients: list[httpx.AsyncClient] = []
+        self._index: dict[int, int] = {}
 
     async def open(self) -> None:
         """Create one client per backend socket (inside the server's event loop)."""
-        self._free = asyncio.Queue()
-        for path in self.sockets:
+        for slot, path in enumerate(self.sockets):
             client = httpx.AsyncClient(
                 transport=httpx.AsyncHTTPTransport(uds=str(path)),
                 base_url="http://backend",
                 timeout=self._timeout,
             )
             self._clients.append(client)
-            self._free.put_nowait(client)
+            self._index[id(client)] = slot
+            self._free.append(slot)
 
     async def close(self) -> None:
         """Close every backend client."""
@@ -75,16 +97,92 @@ class SlotPool:
         """A client for requests that need no slot (listing models)."""
         return self._clients[0]
 
-    async def acquire(self) -> httpx.AsyncClient:
-        """Wait, in arrival order, until a backend is free and take it."""
-        if self._free is None:
+    async def acquire(self, prompt: str | None = None) -> httpx.AsyncClient:
+        """Wait until a backend is free and take it; ``prompt`` steers which one (affinity).
+
+        Raises RuntimeError when :meth:`open` was not awaited.
+        """
+        if not self._clients:
             raise RuntimeError("SlotPool.open() was not awaited")
-        return await self._free.get()
+        blocks = self.prefixes.blocks(prompt) if self.affinity and prompt else []
+        if self._free and not self._waiters:
+            best = max(self._free, key=lambda slot: self.prefixes.held(slot, blocks))
+            self._free.remove(best)
+            return self._take(best, blocks)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), blocks)
+        self._waiters.append(waiter)
+        try:
+            slot = await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._hand_back(waiter.future.result())  # given a slot, then cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+        return self._take(slot, blocks)
+
+    def _take(self, slot: int, blocks: list[int]) -> httpx.AsyncClient:
+        self.requests += 1
+        if self.prefixes.held(slot, blocks):
+            self.affinity_hits += 1
+        self.prefixes.record(slot, blocks)
+        return self._clients[slot]
 
     def release(self, client: httpx.AsyncClient) -> None:
-        """Give a backend back to the pool."""
-        if self._free is not None:
-            self._free.put_nowait(client)
+        """Give a backend back to the pool (to a waiting request, if any)."""
+        self._hand_back(self._index[id(client)])
+
+    def _hand_back(self, slot: int) -> None:
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()  # cancelled while waiting
+        if not self._waiters:
+            self._free.append(slot)
+            return
+        head = self._waiters[0]
+        chosen = head
+        if self.affinity and head.passed_over < len(self.sockets):
+            window = list(itertools.islice(self._waiters, len(self.sockets) * 2))
+            best = max(window, key=lambda w: self.prefixes.held(slot, w.blocks))
+            if self.prefixes.held(slot, best.blocks) > self.prefixes.held(slot, head.blocks):
+                chosen = best
+                head.passed_over += 1
+        self._waiters.remove(chosen)
+        chosen.future.set_result(slot)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request waiting for a backend: its future and its prompt's prefix blocks."""
+
+    future: asyncio.Future[int]
+    blocks: list[int]
+    passed_over: int = field(default=0)
+
+
+def prompt_text(body: bytes) -> str | None:
+    """The text a backend turns into prompt tokens, in order, or None when there is none.
+
+    Chat requests: each message's role and content (parts as JSON); completions: the prompt.
+    Only the order matters to the prefix index, not the exact chat template.
+    """
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        parts = []
+        for message in messages:
+            if not isinstance(message, dict):
+                return None
+            content = message.get("content")
+            text = content if isinstance(content, str) else json.dumps(content, sort_keys=True)
+            parts.append(f"{message.get('role')}\x1f{text}\x1e")
+        return "".join(parts)
+    prompt = request.get("prompt")
+    return prompt if isinstance(prompt, str) else None
 
 
 def _forward_headers(headers: httpx.Headers | object) -> dict[str, str]:
@@ -134,7 +232,7 @@ def build_dispatcher(pool: SlotPool) -> Starlette:
             except httpx.HTTPError as exc:
                 return _bad_gateway(exc)
             return Response(answer.content, answer.status_code, _forward_headers(answer.headers))
-        client = await pool.acquire()
+        client = await pool.acquire(prompt_text(body))
         try:
             upstream = await client.send(
                 client.build_request("POST", path, headers=headers, content=body), stream=True
@@ -151,7 +249,16 @@ def build_dispatcher(pool: SlotPool) -> Starlette:
 
     async def health(request: Request) -> Response:
         return Response(
-            json.dumps({"status": "ok", "slots": len(pool.sockets)}), media_type="application/json"
+            json.dumps(
+                {
+                    "status": "ok",
+                    "slots": len(pool.sockets),
+                    "affinity": pool.affinity,
+                    "requests": pool.requests,
+                    "affinity_hits": pool.affinity_hits,
+                }
+            ),
+            media_type="application/json",
         )
 
     @asynccontextmanager

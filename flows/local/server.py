@@ -67,6 +67,7 @@ class ModelSlots:
                 "--parent-pid", str(os.getpid()),
                 *(["--chat-format", self.config.chat_format] if self.config.chat_format else []),
                 *(["--repack"] if self.config.weight_repack else []),
+                "--prompt-cache-mib", str(self.config.prompt_cache_mib),
             ]  # fmt: skip
             with (self.folder / f"slot-{index}.log").open("wb") as log:
                 self._processes.append(
@@ -150,7 +151,7 @@ def serve(
     try:
         slots.start()
         slots.wait_ready(config.startup_timeout_s)
-        app = build_dispatcher(SlotPool(slots.sockets))
+        app = build_dispatcher(SlotPool(slots.sockets, affinity=config.slot_affinity))
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
         )

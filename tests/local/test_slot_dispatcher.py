@@ -164,7 +164,10 @@ def test_get_requests_need_no_slot(slots: tuple[str, list[Backend]]) -> None:
     url, _ = slots
     with httpx.Client(base_url=url, timeout=5) as client:
         assert client.get("/v1/models").json()["data"] == [{"id": "fake"}]
-        assert client.get("/health").json() == {"status": "ok", "slots": 2}
+        health = client.get("/health").json()
+        assert health == {
+            "status": "ok", "slots": 2, "affinity": False, "requests": 0, "affinity_hits": 0
+        }  # fmt: skip
 
 
 def test_a_dead_backend_gives_an_openai_shaped_502(tmp_path: Path) -> None:
