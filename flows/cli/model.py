@@ -31,6 +31,16 @@ def serve_model(
     ctx_size: Annotated[int | None, typer.Option(help="Context tokens per slot.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads per slot.")] = None,
     chat_format: Annotated[str | None, typer.Option(help="llama-cpp-python chat format.")] = None,
+    prompt_cache_mib: Annotated[
+        int | None, typer.Option(help="MiB per slot for computed prompt prefixes; 0 = off.")
+    ] = None,
+    slot_affinity: Annotated[
+        bool | None,
+        typer.Option(
+            "--slot-affinity/--no-slot-affinity",
+            help="Send a request to the slot holding most of its prompt (default: on).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML config file (its local_model table).")
     ] = None,
@@ -47,6 +57,8 @@ def serve_model(
             "ctx_size": ctx_size,
             "threads": threads,
             "chat_format": chat_format,
+            "prompt_cache_mib": prompt_cache_mib,
+            "slot_affinity": slot_affinity,
         }
     }
     if parent_pid is not None:  # started by `refine run`: end with it, even after a kill -9

@@ -82,6 +82,8 @@ def start_local_model(config: RunConfig, model_path: Path) -> Iterator[str]:
             "--parallel", str(local.parallel),
             "--ctx-size", str(local.ctx_size),
             "--threads", str(local.threads_per_slot()),
+            "--prompt-cache-mib", str(local.prompt_cache_mib),
+            "--slot-affinity" if local.slot_affinity else "--no-slot-affinity",
             "--ready-file", str(ready),
             "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
