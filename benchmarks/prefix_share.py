@@ -35,7 +35,21 @@ from flows.loop.render import Messages, StepRenderer
 from prompts import TASK_KINDS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-FILLER = "the committee said that the plan would go ahead next spring as agreed".split()
+FILLER = [
+    "the",
+    "committee",
+    "said",
+    "that",
+    "the",
+    "plan",
+    "would",
+    "go",
+    "ahead",
+    "next",
+    "spring",
+    "as",
+    "agreed",
+]
 
 
 def tokenizer() -> tuple[Callable[[Messages], list[int]], str]:
