@@ -48,6 +48,8 @@ class StepStats:
     rewards: list[float] = field(default_factory=list)
     requests: int = 0  # sent, not answered from the cache: candidates, critiques, judges
     tokens: int = 0
+    prompt_tokens: int = 0
+    server_cached: int = 0  # prompt tokens the server took from its prefix cache (it says so)
     latencies: list[float] = field(default_factory=list)
     cache_hits: int = 0
     with_problems: int = 0
@@ -61,32 +63,50 @@ class StepStats:
         """Mean of the primary reward over the drafts that have one; None when none has."""
         return sum(self.rewards) / len(self.rewards) if self.rewards else None
 
-    def row(self, sampled: bool = False) -> dict[str, Any]:
+    def row(self, sampled: bool = False, prefix_cached: bool = False) -> dict[str, Any]:
         """One row of the table artifact (latencies in seconds, rounded to the millisecond);
-        ``sampled`` adds the best-of-N columns (a run where some step drew candidates)."""
+        ``sampled`` adds the best-of-N columns (a run where some step drew candidates) and
+        ``prefix_cached`` the share of prompt tokens the server re-used (a server that reports
+        ``usage.prompt_tokens_details.cached_tokens``)."""
 
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
 
         mean = self.mean_reward
-        return {
-            "step": self.label,
-            "items": self.items,
-            "mean reward": None if mean is None else round(mean, 4),
-            "requests": self.requests,
-            "tokens": self.tokens,
-            "latency p50 (s)": ms(percentile(self.latencies, 50)),
-            "latency p95 (s)": ms(percentile(self.latencies, 95)),
-            "cache hits": self.cache_hits,
-            "drafts with problems": self.with_problems,
-            "failures": self.failures,
-        } | (
+        return (
             {
-                "candidates per draft": round(self.candidates / self.items, 2) if self.items else 0,
-                "winner not candidate 0": self.winner_not_first,
+                "step": self.label,
+                "items": self.items,
+                "mean reward": None if mean is None else round(mean, 4),
+                "requests": self.requests,
+                "tokens": self.tokens,
+                "latency p50 (s)": ms(percentile(self.latencies, 50)),
+                "latency p95 (s)": ms(percentile(self.latencies, 95)),
+                "cache hits": self.cache_hits,
+                "drafts with problems": self.with_problems,
+                "failures": self.failures,
             }
-            if sampled
-            else {}
+            | (
+                {
+                    "candidates per draft": round(self.candidates / self.items, 2)
+                    if self.items
+                    else 0,
+                    "winner not candidate 0": self.winner_not_first,
+                }
+                if sampled
+                else {}
+            )
+            | (
+                {
+                    "prompt tokens from server cache": (
+                        round(self.server_cached / self.prompt_tokens, 3)
+                        if self.prompt_tokens
+                        else 0
+                    )
+                }
+                if prefix_cached
+                else {}
+            )
         )
 
 
@@ -109,7 +129,8 @@ class RunStats:
         """Table rows in step order, ``step-t`` before ``fix-t``."""
         ordered = sorted(self.steps.values(), key=lambda s: (s.step, s.label.startswith("fix")))
         sampled = any(stats.sampled for stats in ordered)
-        return [stats.row(sampled) for stats in ordered]
+        prefix_cached = any(stats.server_cached for stats in ordered)
+        return [stats.row(sampled, prefix_cached) for stats in ordered]
 
     def add(self, record: dict[str, Any], samples: int) -> None:
         """Count one output record."""
@@ -163,6 +184,8 @@ class RunStats:
                 stats.requests += not shared
                 stats.tokens += int(usage.get("prompt_tokens", 0))
                 stats.tokens += int(usage.get("completion_tokens", 0))
+                stats.prompt_tokens += int(usage.get("prompt_tokens", 0))
+                stats.server_cached += int(usage.get("cached_tokens", 0))
 
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:

@@ -184,3 +184,24 @@ def test_run_name_and_tags_carry_task_dataset_and_model() -> None:
     assert run_name(Path("/data/reviews.jsonl"), config) == "summarize · reviews.jsonl"
     assert run_tags(config) == ["task:summarize", "model:m1"]
     assert run_tags(RunConfig()) == ["task:generic", "model:local"]
+
+
+def test_prompt_tokens_the_server_cached_get_a_column_when_a_server_reports_them(
+    tmp_path: Path,
+) -> None:
+    def step(t: int, prompt: int, cached: int) -> dict[str, Any]:
+        usage = {"prompt_tokens": prompt, "completion_tokens": 5, "cached_tokens": cached}
+        return {"step": t, "text": "t", "usage": usage}
+
+    records = [
+        {"id": str(i), "status": "ok", "drafts": [step(1, 100, 10 * i), step(2, 200, 150)]}
+        for i in range(2)
+    ]
+    rows = {row["step"]: row for row in read_run_stats(write(tmp_path / "o.jsonl", records)).rows()}
+    assert rows["step-1"]["prompt tokens from server cache"] == 0.05  # 10 of 200
+    assert rows["step-2"]["prompt tokens from server cache"] == 0.75  # 300 of 400
+    plain = [{**r, "drafts": [step(1, 100, 0)]} for r in records]  # no server said so
+    assert (
+        "prompt tokens from server cache"
+        not in read_run_stats(write(tmp_path / "p.jsonl", plain)).rows()[0]
+    )
