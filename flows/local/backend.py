@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
+    from flows.local import prompt_cache
     from flows.local.prompt_meter import CachedTokensMiddleware, PromptMeter
 
     model = ModelSettings(
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         cache_size=max(1, args.prompt_cache_mib) << 20,
         verbose=False,
     )
+    prompt_cache.install()
     meter = PromptMeter()
     meter.install()
     app = create_app(server_settings=ServerSettings(), model_settings=[model])
