@@ -34,7 +34,7 @@ from tests.cli_helpers import REFINE
 from tests.prefect_server import PrefectServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MODES = {"reuse on": (1024, True), "reuse off": (0, False)}
+MODES = {"reuse on": (LocalModelConfig().prompt_cache_mib, True), "reuse off": (0, False)}
 
 
 def run_once(
