@@ -54,3 +54,5 @@ async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Re
         yield Refiner(config, renderer, calls, clean, plan, empty_limit)
     finally:
         await client.aclose()
+        if cache is not None:
+            cache.close()

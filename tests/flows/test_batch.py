@@ -19,6 +19,7 @@ from refine.errors import (
     TemplateError,
 )
 from tests.batch_helpers import make_config, read_records, task_runs_of, user_prompts, write_rows
+from tests.cache_helpers import spoil, stored
 from tests.fake_openai import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -280,9 +281,10 @@ async def test_the_api_key_reaches_the_server_and_nowhere_else(
     assert canary not in json.dumps(flow_run.parameters, default=str)
     assert canary not in json.dumps([log.message for log in logs])
     assert canary not in out.read_text()
-    cache_files = list((tmp_path / "cache").rglob("*.json"))
-    assert len(cache_files) == 6  # two items x 3 steps; the failed request is not cached
-    assert not any(canary in path.read_text() for path in cache_files)
+    cache_entries = stored(tmp_path / "cache")
+    assert len(cache_entries) == 6  # two items x 3 steps; the failed request is not cached
+    assert not any(canary.encode() in value for value in cache_entries.values())
+    assert canary.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "cache").iterdir())
 
 
 def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
@@ -340,11 +342,11 @@ async def test_a_damaged_cache_entry_is_a_miss_never_an_answer(
 ) -> None:
     config = make_config(fake_server, tmp_path)
     await refine_batch(dataset, tmp_path / "first.jsonl", config)
-    for entry in (tmp_path / "cache").rglob("*.json"):
-        data = json.loads(entry.read_text())
-        data["answer"]["usage"]["prompt_tokens"] = "lots"  # right key and format, wrong shape
-        data["answer"]["content"] = 42
-        entry.write_text(json.dumps(data))
+    for key, value in stored(tmp_path / "cache").items():
+        answer = json.loads(value)
+        answer["usage"]["prompt_tokens"] = "lots"  # a JSON object, of the wrong shape
+        answer["content"] = 42
+        spoil(tmp_path / "cache", key, json.dumps(answer).encode())
     summary = await refine_batch(dataset, tmp_path / "second.jsonl", config)
     assert summary.cache_hits == 0 and summary.ok == 3
     assert len(fake_server.chat_requests()) == 18

@@ -1,5 +1,6 @@
-"""The request cache: content-addressed keys (the endpoint among them), atomic JSON entries,
-corrupt entries and unusable answers as misses."""
+"""The request cache: content-addressed keys (the endpoint among them), JSON entries replaced
+whole, corrupt entries and unusable answers as misses. The store itself (crashes, two processes,
+formats, moving old caches in) is tested in test_cache_store.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from flows.config.run import EndpointConfig, RetryConfig
-from flows.llm.cache import FORMAT, RequestCache, request_key
+from flows.llm.cache import RequestCache, request_key
 from flows.llm.calls import ModelCalls, endpoint_identity
 from flows.llm.client import ChatClient
+from tests.cache_helpers import spoil, stored
 from tests.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [
@@ -44,11 +47,6 @@ def _request(
         "step": step,
         "sample": sample,
     }
-
-
-def _entry_path(root: Path, key: str) -> Path:
-    [path] = [p for p in root.rglob("*.json") if p.stem == key]
-    return path
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -165,62 +163,51 @@ def test_put_get_round_trip_and_miss(tmp_path: Path) -> None:
 
     assert cache.get(key) == ANSWER
     assert cache.get(other) is None
-    path = _entry_path(tmp_path / "cache", key)
-    assert json.loads(path.read_text(encoding="utf-8")) == {
-        "format": FORMAT,
-        "key": key,
-        "answer": ANSWER,
-    }
+    assert {k: json.loads(v) for k, v in stored(tmp_path / "cache").items()} == {key: ANSWER}
     unicode = {"content": "Le chat s'est assis. 猫 🐈", "finish_reason": "stop"}
     cache.put(key, unicode)  # a second put replaces the entry
     assert cache.get(key) == unicode
-    assert [p.name for p in (tmp_path / "cache").rglob("*")] == [path.parent.name, path.name]
+    assert stored(tmp_path / "cache") == {key: orjson.dumps(unicode)}
 
 
 def test_api_key_is_not_in_the_entry(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path)
     key = request_key(_request())
     cache.put(key, ANSWER)
-    text = _entry_path(tmp_path, key).read_text(encoding="utf-8")
+    text = stored(tmp_path)[key].decode("utf-8")
     assert "sk-" not in text and "authorization" not in text.lower()
-
-
-def _valid_entry(key: str) -> str:
-    return json.dumps({"format": FORMAT, "key": key, "answer": ANSWER})
 
 
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda key: _valid_entry(key)[:-20].encode(),  # torn write
-        lambda key: b"",
-        lambda key: b"\xff\xfe\x00garbage\x80",
-        lambda key: b"[1, 2, 3]",
-        lambda key: _valid_entry("0" * 64).encode(),  # another request's answer
-        lambda key: json.dumps({"format": FORMAT + 1, "key": key, "answer": ANSWER}).encode(),
-        lambda key: json.dumps({"key": key, "answer": ANSWER}).encode(),
-        lambda key: json.dumps({"format": FORMAT, "key": key, "answer": "text"}).encode(),
-        lambda key: json.dumps({"format": FORMAT, "key": key}).encode(),
-        lambda key: b"[" * 100_000 + b"]" * 100_000,
+        json.dumps(ANSWER)[:-20].encode(),  # torn write
+        b"",
+        b"\xff\xfe\x00garbage\x80",
+        b"[1, 2, 3]",
+        b'"text"',
+        b"null",
+        json.dumps(ANSWER).encode().replace(b"A cat", b"A \\ud83d cat"),  # a lone surrogate
+        7,  # not text at all
+        b"[" * 100_000 + b"]" * 100_000,
     ],
     ids=[
         "truncated",
         "empty",
         "not utf-8",
         "not an object",
-        "wrong key",
-        "newer format",
-        "no format",
-        "answer not an object",
-        "no answer",
+        "a string",
+        "null",
+        "lone surrogate",
+        "an integer",
         "nested too deep",
     ],  # fmt: skip
 )
-def test_damaged_entry_is_a_miss(tmp_path: Path, damage: Any) -> None:
+def test_damaged_entry_is_a_miss(tmp_path: Path, damage: object) -> None:
     cache = RequestCache(tmp_path)
     key = request_key(_request())
     cache.put(key, ANSWER)
-    _entry_path(tmp_path, key).write_bytes(damage(key))
+    spoil(tmp_path, key, damage)
     assert cache.get(key) is None
     cache.put(key, ANSWER)  # and a new put repairs it
     assert cache.get(key) == ANSWER
@@ -232,7 +219,7 @@ def test_unwritable_answer_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         cache.put(key, {"content": object()})
     assert cache.get(key) is None
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert stored(tmp_path) == {}
 
 
 # -- concurrent writers ----------------------------------------------------------------------
@@ -269,7 +256,7 @@ def test_concurrent_writers_never_show_a_partial_entry(tmp_path: Path) -> None:
         assert answer["writer"] in range(4) and answer["n"] in range(200)
     final = seen[-1]
     assert final is not None and final["n"] == 199
-    assert [p.name for p in root.rglob("*") if p.is_file()] == [f"{key}.json"]
+    assert list(stored(root)) == [key]
 
 
 # -- text that is not valid Unicode ------------------------------------------------------------
@@ -295,8 +282,7 @@ def test_an_answer_with_a_lone_surrogate_is_stored_without_crashing_and_reads_as
     cache.put(key, {**ANSWER, "content": LONE})
     assert cache.write_errors == 0
     assert cache.get(key) is None  # never a wrong answer; the request is asked again
-    [path] = [p for p in tmp_path.rglob("*") if p.is_file()]  # no temp file left behind
-    assert path.name == f"{key}.json"
+    assert list(stored(tmp_path)) == [key]
     cache.put(key, ANSWER)
     assert cache.get(key) == ANSWER
 
@@ -332,27 +318,27 @@ async def test_an_unusable_answer_is_not_kept_and_asked_again(
     cache = RequestCache(tmp_path / "cache")
     fake_server.script([reply, Reply(content="A cat sat on the mat.")])
     assert await _ask(fake_server, cache) == (reply.content, False)
-    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
+    assert stored(tmp_path / "cache") == {}
     assert await _ask(fake_server, cache) == ("A cat sat on the mat.", False)
     assert await _ask(fake_server, cache) == ("A cat sat on the mat.", True)
     assert len(fake_server.chat_requests()) == 2
 
 
 @pytest.mark.parametrize(
-    "stored",
+    "earlier",
     [{"content": ""}, {"finish_reason": "length"}, {"finish_reason": "content_filter"}],
     ids=["empty", "length", "content_filter"],
 )
 async def test_an_unusable_answer_an_earlier_release_cached_is_a_miss(
-    fake_server: FakeOpenAI, tmp_path: Path, stored: dict[str, str]
+    fake_server: FakeOpenAI, tmp_path: Path, earlier: dict[str, str]
 ) -> None:
     cache = RequestCache(tmp_path / "cache")
     fake_server.script([Reply(content="First."), Reply(content="Asked again.")])
     assert await _ask(fake_server, cache) == ("First.", False)
-    [path] = list((tmp_path / "cache").rglob("*.json"))
-    entry = json.loads(path.read_text(encoding="utf-8"))
-    entry["answer"].update(stored)  # as the release before this one wrote such answers
-    path.write_text(json.dumps(entry), encoding="utf-8")
+    [(key, value)] = stored(tmp_path / "cache").items()
+    answer = json.loads(value)
+    answer.update(earlier)  # as the release before this one wrote such answers
+    spoil(tmp_path / "cache", key, json.dumps(answer).encode())
 
     assert await _ask(fake_server, cache) == ("Asked again.", False)
     assert len(fake_server.chat_requests()) == 2

@@ -11,6 +11,7 @@ from flows.config.run import EndpointConfig, RetryConfig
 from flows.llm.cache import RequestCache
 from flows.llm.calls import ModelCalls
 from flows.llm.client import ChatClient
+from tests.cache_helpers import stored
 from tests.fake_openai import FakeOpenAI, Reply
 
 MESSAGES = [{"role": "user", "content": "Summarize: rain all week."}]
@@ -44,7 +45,7 @@ async def test_an_answer_keep_refuses_is_never_cached_nor_served(
         other = [{"role": "user", "content": "Summarize: sun all week."}]
         answer, cached = await calls.complete(other, 1, keep=_not_chatter)
         assert (answer.content, cached) == ("Sure! Again:", False)
-        assert len(list((tmp_path / "cache").rglob("*.json"))) == 1  # only "Rain." is kept
+        assert len(stored(tmp_path / "cache")) == 1  # only "Rain." is kept
         answer, cached = await calls.complete(other, 1, keep=_not_chatter)
         assert (answer.content, cached) == ("Wet.", False)  # asked again: nothing was kept
     finally:

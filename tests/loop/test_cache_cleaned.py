@@ -11,6 +11,7 @@ import pytest
 
 from flows.batch import refine_batch
 from tests.batch_helpers import make_config, read_records, write_rows
+from tests.cache_helpers import stored
 from tests.fake_openai import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -40,7 +41,7 @@ async def test_an_answer_empty_after_cleaning_is_asked_again_by_the_next_run(
     (first,) = read_records(tmp_path / "first.jsonl")
     assert first["status"] == "failed" and first["output"] is None
     assert first["drafts"][0]["problems"] == [problem]
-    assert list((tmp_path / "cache").rglob("*.json")) == []  # nothing kept of it
+    assert stored(tmp_path / "cache") == {}  # nothing kept of it
 
     await refine_batch(data, tmp_path / "second.jsonl", config)
     (second,) = read_records(tmp_path / "second.jsonl")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.cache_helpers import stored
 from tests.cli_helpers import cli_env, run_refine
 from tests.fake_openai import LogEntry
 from tests.prefect_server import PrefectServer
@@ -129,13 +130,11 @@ def served_only_real_answers(records: Iterable[Record], log: list[LogEntry]) -> 
 
 
 def cache_entries_whole(cache_dir: Path) -> int:
-    """Invariant 3 on the cache: every entry file is complete JSON naming its own key."""
-    entries = list(cache_dir.rglob("*.json"))
-    for path in entries:
-        if path.name.startswith(".tmp-"):
-            continue  # a writer killed before its rename: never read under this name
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        assert entry["key"] == path.stem and isinstance(entry["answer"], dict), path
+    """Invariant 3 on the cache: every entry is a complete JSON object (the database opens
+    after the kill, and no entry is torn)."""
+    entries = stored(cache_dir)
+    for key, value in entries.items():
+        assert isinstance(json.loads(value), dict), key
     return len(entries)
 
 

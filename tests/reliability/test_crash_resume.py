@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.cache_helpers import spoil, stored
 from tests.cli_helpers import REFINE, kill_when_written
 from tests.fake_openai import FakeOpenAIControl
 from tests.prefect_server import PrefectServer
@@ -143,16 +144,16 @@ def test_cache_entries_damaged_on_disk_are_misses(
         control = FakeOpenAIControl(server.base_url)
         first = refine(_command(data, tmp_path / "a.jsonl", config, server.base_url)[1:], env)
         assert first.returncode == 0 and len(control.chat_requests()) == 20
-        entries = sorted((tmp_path / "cache").rglob("*.json"))
+        entries = sorted(stored(tmp_path / "cache").items())
         damage = [
             lambda text: text[: len(text) // 2],  # torn
-            lambda text: "",  # empty
-            lambda text: "\x00\x01 not json",  # garbage
-            lambda text: text.replace('"key": "', '"key": "0'),  # another entry's content
-            lambda text: text.replace('"answer": {', '"answer": {"content": 7, "x": {'),
+            lambda text: b"",  # empty
+            lambda text: b"\x00\x01 not json",  # garbage
+            lambda text: b"[" + text + b"]",  # not an object
+            lambda text: text.replace(b'{"content":', b'{"content": 7, "x":'),  # wrong shape
         ]
-        for path, spoil in zip(entries, damage, strict=False):
-            path.write_text(spoil(path.read_text()))
+        for (key, value), damaged in zip(entries, damage, strict=False):
+            spoil(tmp_path / "cache", key, damaged(value))
         again = refine(_command(data, tmp_path / "b.jsonl", config, server.base_url)[1:], env)
         log = control.chat_requests()
     assert again.returncode == 0

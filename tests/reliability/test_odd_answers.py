@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tests.cache_helpers import stored
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.prefect_server import PrefectServer
 from tests.reliability.invariants import (
@@ -158,5 +159,5 @@ def test_an_answer_with_a_lone_surrogate_is_written_and_cached(
         assert [d["text"] for d in record["drafts"]] == ["Pump at site 0 \ufffd repaired."] * 2
         assert all(d["cached"] is cached for d in record["drafts"])
         assert "\\ud83d" not in text.lower()
-    for entry in (tmp_path / "cache").rglob("*.json"):
-        json.loads(entry.read_bytes().decode("utf-8"))
+    for value in stored(tmp_path / "cache").values():
+        json.loads(value.decode("utf-8"))
