@@ -93,6 +93,11 @@ class SlotPool:
         self._clients.clear()
 
     @property
+    def waiting(self) -> int:
+        """Requests waiting for a backend now."""
+        return sum(not waiter.future.done() for waiter in self._waiters)
+
+    @property
     def any_client(self) -> httpx.AsyncClient:
         """A client for requests that need no slot (listing models)."""
         return self._clients[0]
@@ -255,6 +260,7 @@ def build_dispatcher(pool: SlotPool) -> Starlette:
                     "slots": len(pool.sockets),
                     "affinity": pool.affinity,
                     "requests": pool.requests,
+                    "waiting": pool.waiting,
                     "affinity_hits": pool.affinity_hits,
                 }
             ),

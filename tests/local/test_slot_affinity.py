@@ -55,8 +55,8 @@ class Slot:
 
 @pytest.fixture(params=[True, False], ids=["affinity", "arrival-order"])
 def routed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[Slot]]]:
-    """Slot a (0.3 s) and slot b (1.0 s) behind a dispatcher with affinity on or off."""
-    slots = [Slot("a", 0.3), Slot("b", 1.0)]
+    """Slot a (2 s) and slot b (5 s) behind a dispatcher with affinity on or off."""
+    slots = [Slot("a", 2.0), Slot("b", 5.0)]
     sockets = [tmp_path / f"{s.name}.sock" for s in slots]
     servers = [
         _serve_in_thread(uvicorn.Config(s.app(), uds=str(p), log_level="warning"))
@@ -100,11 +100,11 @@ def test_a_freed_slot_goes_to_the_waiter_it_holds_most_of(routed: tuple[str, lis
     affinity = httpx.get(f"{url}/health").json()["affinity"]
     order = [("A", 1), ("B", 1), ("X", 1), ("A", 2)]  # X and A2 wait; a frees first
     threads = []
-    for item, step in order:
+    for sent, (item, step) in enumerate(order, 1):
         thread = threading.Thread(target=_send, args=(url, item, step))
         thread.start()
         threads.append(thread)
-        threading.Event().wait(0.05)  # arrive in this order
+        _wait_until_seen(url, sent)  # arrive in this order, however busy the machine
     for thread in threads:
         thread.join()
     a = slots[0].served
@@ -113,6 +113,16 @@ def test_a_freed_slot_goes_to_the_waiter_it_holds_most_of(routed: tuple[str, lis
         assert a[1:] == ["A2", "X1"]
     else:
         assert a[1:] == ["X1", "A2"]
+
+
+def _wait_until_seen(url: str, sent: int) -> None:
+    """Until the dispatcher holds ``sent`` requests, given a slot or waiting for one."""
+    for _ in range(400):
+        health = httpx.get(f"{url}/health").json()
+        if health["requests"] + health["waiting"] >= sent:
+            return
+        threading.Event().wait(0.025)
+    raise AssertionError(f"the dispatcher never saw request {sent}")
 
 
 def test_the_oldest_waiter_is_passed_over_at_most_once_per_slot(tmp_path: Path) -> None:

@@ -166,7 +166,8 @@ def test_get_requests_need_no_slot(slots: tuple[str, list[Backend]]) -> None:
         assert client.get("/v1/models").json()["data"] == [{"id": "fake"}]
         health = client.get("/health").json()
         assert health == {
-            "status": "ok", "slots": 2, "affinity": False, "requests": 0, "affinity_hits": 0
+            "status": "ok", "slots": 2, "affinity": False, "requests": 0, "waiting": 0,
+            "affinity_hits": 0,
         }  # fmt: skip
 
 
