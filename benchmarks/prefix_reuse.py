@@ -12,6 +12,12 @@ Reuse "off" still keeps what llama-cpp-python keeps by itself: the prefix a prom
 the previous prompt the same slot served.
 
     python -m benchmarks.prefix_reuse --repeat 2
+
+With ``--base-url URL --model NAME`` it runs once against a server you started (vLLM with
+``--enable-prefix-caching --enable-prompt-tokens-details``, llama.cpp's ``llama-server``, a
+hosted API) and prints the per-step table only: reuse there is the server's setting, not ours.
+
+    python -m benchmarks.prefix_reuse --base-url http://127.0.0.1:8011/v1 --model NAME --items 2
 """
 
 from __future__ import annotations
@@ -77,11 +83,38 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def first_items(args: argparse.Namespace, work: Path) -> None:
+    """Cut ``args.data`` to its first ``args.items`` rows (all when None)."""
+    if args.items is None:
+        return
+    rows = args.data.read_text().splitlines(keepends=True)[: args.items]
+    args.data = work / f"first-{args.items}.jsonl"
+    args.data.write_text("".join(rows))
+
+
+def external(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
+    """One run against ``--base-url``: the per-step table of cached prompt tokens."""
+    out = work / "external.jsonl"
+    wall = run_once(args.base_url, args.model, args, env, out)
+    records = read(out)
+    print(f"\n{args.base_url} ({args.model}): {args.task}, {len(records)} items x "
+          f"{args.steps} steps, {args.concurrency} in flight, max_tokens {args.max_tokens}: "
+          f"{wall:.1f} s")  # fmt: skip
+    print_steps({"server": records})
+
+
 def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="refine-prefix-reuse-"))
+    first_items(args, work)
     prefect = PrefectServer(work / "prefect")
     prefect.start()
     env = {**os.environ, **prefect.client_env()}
+    if args.base_url:
+        try:
+            external(args, work, env)
+        finally:
+            prefect.stop()
+        return
     walls: dict[str, list[float]] = {mode: [] for mode in MODES}
     outputs: dict[str, Path] = {}
     try:
@@ -105,6 +138,17 @@ def main(args: argparse.Namespace) -> None:
     report(args, walls, {mode: read(path) for mode, path in outputs.items()})
 
 
+def print_steps(records: dict[str, list[dict]]) -> None:
+    """The per-step table: requests, prompt tokens, cached prompt tokens and their share."""
+    print("\n| mode | step | requests | prompt tokens | cached | cached share |")
+    print("|---|---|---|---|---|---|")
+    for mode, rows in records.items():
+        for step, row in sorted(step_figures(rows).items()):
+            share = row["cached"] / row["prompt"] if row["prompt"] else 0.0
+            print(f"| {mode} | {step} | {row['requests']} | {row['prompt']:,} | "
+                  f"{row['cached']:,} | {share:.0%} |")  # fmt: skip
+
+
 def report(
     args: argparse.Namespace, walls: dict[str, list[float]], records: dict[str, list[dict]]
 ) -> None:
@@ -114,13 +158,7 @@ def report(
           f"temperature 0; medians of {args.repeat} rounds")  # fmt: skip
     print(f"wall s: reuse on {on:.1f}, reuse off {off:.1f}; on/off {on / off:.2f} "
           f"({(1 - on / off) * 100:.0f}% less time)")  # fmt: skip
-    print("\n| mode | step | requests | prompt tokens | cached | cached share |")
-    print("|---|---|---|---|---|---|")
-    for mode in MODES:
-        for step, row in sorted(step_figures(records[mode]).items()):
-            share = row["cached"] / row["prompt"] if row["prompt"] else 0.0
-            print(f"| {mode} | {step} | {row['requests']} | {row['prompt']:,} | "
-                  f"{row['cached']:,} | {share:.0%} |")  # fmt: skip
+    print_steps(records)
     texts = {mode: {r["id"]: r.get("output") for r in rows} for mode, rows in records.items()}
     failed = {m: sum(r["status"] == "failed" for r in rows) for m, rows in records.items()}
     print(f"\nfailed items (last round): {failed}")
@@ -134,7 +172,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=EXAMPLES / "summarize.jsonl")
     parser.add_argument("--task", default="summarize")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--model", default=None, help="catalogue name or GGUF; default model")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="catalogue name or GGUF (default model); with --base-url the served model's name",
+    )
+    parser.add_argument("--base-url", default=None, help="a server you started: one run")
+    parser.add_argument("--items", type=int, default=None, help="the first N rows of --data")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
