@@ -32,7 +32,7 @@ Figures = dict[str, Any]
 def run_contender(
     name: str, base_url: str, data: Path, args: argparse.Namespace, env: dict[str, str],
     work: Path, chunk_size: int | None = None, cache_dir: Path | None = None,
-    extra: tuple[str, ...] = (), fake_server: bool = True,
+    extra: tuple[str, ...] = (), fake_server: bool = True, chunks_in_flight: int | None = None,
 ) -> Figures:  # fmt: skip
     """One contender in its own process; its JSON figures plus the server's request count.
 
@@ -51,6 +51,8 @@ def run_contender(
         command += ["--chunk-size", str(chunk_size)]
     if cache_dir is not None:
         command += ["--cache-dir", str(cache_dir)]
+    if chunks_in_flight is not None:
+        command += ["--chunks-in-flight", str(chunks_in_flight)]
     command += extra
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -103,20 +105,26 @@ def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="refine-compare-"))
     data = write_dataset(work / "data.jsonl", args.items)
     prefect = PrefectServer(work / "prefect")
-    prefect.start()
+    prefect.start(timeout=300)  # a loaded shared machine can take minutes
     env = {**os.environ, **prefect.client_env()}
-    contenders: list[tuple[str, str, int | None]] = [("flow (default)", "flow", None)]
-    contenders += [(f"flow (chunk {k})", "flow", k) for k in args.chunk_sizes]
-    contenders += [("asyncio (floor)", "asyncio", None)]
+    # (label, contender, chunk size, chunks in flight)
+    contenders: list[tuple[str, str, int | None, int | None]] = [
+        ("flow (default)", "flow", None, None)
+    ]
+    contenders += [(f"flow (chunk {k})", "flow", k, None) for k in args.chunk_sizes]
+    contenders += [(f"flow ({n} chunks)", "flow", None, n) for n in args.chunks_in_flight]
+    contenders += [("asyncio (floor)", "asyncio", None, None)]
     if not args.no_dspy:
-        contenders += [("dspy", "dspy", None)]
-    runs: dict[str, list[Figures]] = {label: [] for label, _, _ in contenders}
+        contenders += [("dspy", "dspy", None, None)]
+    runs: dict[str, list[Figures]] = {label: [] for label, *_ in contenders}
     try:
         with fake_server_process("--latency-ms", str(args.latency_ms), "--max-log", "0") as url:
             for round_ in range(args.repeat):
                 shift = round_ % len(contenders)
-                for label, name, chunk in contenders[shift:] + contenders[:shift]:
-                    figures = run_contender(name, url, data, args, env, work, chunk)
+                for label, name, chunk, window in contenders[shift:] + contenders[:shift]:
+                    figures = run_contender(
+                        name, url, data, args, env, work, chunk, chunks_in_flight=window
+                    )
                     runs[label].append(figures)
                     print(
                         f"round {round_ + 1} {label}: {figures['wall_s']:.2f} s, "
@@ -143,6 +151,9 @@ if __name__ == "__main__":
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--chunk-sizes", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--chunks-in-flight", type=int, nargs="*", default=[], help="ours with N chunks at once"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-dspy", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
