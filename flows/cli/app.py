@@ -13,38 +13,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from flows.cli.eval import eval_command
-from flows.cli.export import export_command
 from flows.cli.guard import run_guarded
+from flows.cli.lazy import LazyCommands
 from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
-from flows.cli.ops import register_ops
-from flows.cli.summary import print_skipped, print_summary
-from flows.cli.templates import templates_app
 from flows.config.loop import parse_samples
-from flows.config.run import build_run_config
+from flows.config.run import EnvironmentSettings, build_run_config
 from flows.config.text import refuse_paths_not_text
 
 if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.config.run import RunConfig
     from flows.data.records import Item
+    from flows.ops.lifecycle import PrefectApi
 
 __all__ = ["app"]
 
 app = typer.Typer(
+    cls=LazyCommands,  # export, eval, templates and the Prefect operations: imported when named
     help="Multi-step refinement of LLM predictions, run as Prefect flows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(templates_app, name="templates")
 app.command("serve-model")(serve_model)
 app.command("models")(list_models)
-app.command("export")(export_command)
-app.command("eval")(eval_command)
-register_ops(app)  # server, serve, deploy
 
 
 def _samples_option(value: str | None) -> str | None:
@@ -215,6 +207,9 @@ def _run_dask(
     address: str | None,
 ) -> int:
     """Shards on Dask workers (see flows/dask_shards.py); returns the failed records' count."""
+    from rich.console import Console
+    from rich.table import Table
+
     from flows.dask_shards import run_on_dask
     from flows.llm.probe import probe_endpoint
     from flows.loop.preflight import load_input
@@ -245,35 +240,56 @@ def _run(
 ) -> tuple[BatchSummary, int]:
     """The run's summary and how many input rows were left out as invalid."""
     # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
+    from flows.cli.summary import print_skipped
     from flows.llm.probe import probe_endpoint
     from flows.local.endpoint import endpoint_for_run
     from flows.loop.preflight import load_input
+    from flows.ops.lifecycle import offline_prefect
 
     refuse_paths_not_text(INPUT=input_path, output=output, config=config_file)
     config = build_run_config(overrides, config_file)  # flags over file over environment
-    checked = load_input(input_path, config)  # fail fast, before the model or Prefect
-    if checked.skipped:
-        print_skipped(input_path, checked)
-    with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
-        if config.endpoint.embedded:
-            Console(stderr=True).print(
-                f"no endpoint configured: serving the local model {config.endpoint.model} "
-                f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
-                highlight=False,
-                soft_wrap=True,  # one line a terminal may wrap, never broken mid-name
-            )
-        elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
-            probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
-        summary = _run_batch(input_path, output, config, checked.items, quiet)
-        return summary, len(checked.skipped_lines)
+    # a temporary Prefect server, where the run needs one, starts now and comes up (on another
+    # core) while the dataset is read and checked and the flow's modules are imported
+    with offline_prefect(_keep_warm_s(), wait=False) as prefect_api:
+        checked = load_input(input_path, config)  # fail fast, before the model or the flow
+        if checked.skipped:
+            print_skipped(input_path, checked)
+        with endpoint_for_run(config) as config:  # no endpoint: serve the local model meanwhile
+            if config.endpoint.embedded:
+                from rich.console import Console
+
+                Console(stderr=True).print(
+                    f"no endpoint configured: serving the local model {config.endpoint.model} "
+                    f"({config.local_model.parallel} slot(s)) at {config.endpoint.base_url}",
+                    highlight=False,
+                    soft_wrap=True,  # one line a terminal may wrap, never broken mid-name
+                )
+            elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
+                probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
+            summary = _run_batch(input_path, output, config, checked.items, quiet, prefect_api)
+            return summary, len(checked.skipped_lines)
+
+
+def _keep_warm_s() -> float:
+    """How long a temporary Prefect server outlives the run, unused (0: it ends with it)."""
+    from flows.ops.warm_server import DEFAULT_IDLE_TIMEOUT_S
+
+    idle = EnvironmentSettings().server_idle_timeout_s
+    return DEFAULT_IDLE_TIMEOUT_S if idle is None else idle
 
 
 def _run_batch(
-    input_path: Path, output: Path, config: RunConfig, items: list[Item], quiet: bool
+    input_path: Path,
+    output: Path,
+    config: RunConfig,
+    items: list[Item],
+    quiet: bool,
+    prefect_api: PrefectApi,
 ) -> BatchSummary:
     from flows.batch import refine_batch
     from flows.cli.progress import RunProgress
     from flows.data.output import OutputLog
+    from flows.ops.lifecycle import drain_prefect_workers
     from flows.ui.progress import OutputWatcher
 
     # repairs a torn tail, reports how much is left
@@ -289,13 +305,13 @@ def _run_batch(
                 await asyncio.wait([flow_run], timeout=0.5)
             return flow_run.result()
 
-    from flows.ops.lifecycle import drain_prefect_workers, offline_prefect
-
     try:
-        with offline_prefect():
-            summary = asyncio.run(main())
+        prefect_api.ready()  # the temporary server, if any, answers: the flow can start
+        summary = asyncio.run(main())
     finally:
         drain_prefect_workers()
+    from flows.cli.summary import print_summary
+
     print_summary(summary)
     return summary
 

@@ -1,8 +1,8 @@
-"""The Prefect operations commands of ``refine``: ``server``, ``serve``, ``deploy`` and
-``api-key-secret``.
+"""The Prefect operations commands of ``refine``: ``server`` (and ``server stop``), ``serve``,
+``deploy`` and ``api-key-secret``.
 
 Kept apart from :mod:`flows.cli` so that running a batch and operating Prefect evolve apart;
-:func:`register_ops` adds them to the main app.
+the main app imports them when they are named (:mod:`flows.cli.lazy`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flows.cli.guard import run_guarded
 from flows.deployments import DEFAULT_DEPLOYMENT
 from flows.ops.server import server_cmd
 
-__all__ = ["register_ops"]
+__all__ = ["api_key_secret_cmd", "deploy_cmd", "serve_cmd", "server_app"]
 
 Input = Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv (a path the runs can read).")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (resumed).")]
@@ -145,9 +145,17 @@ def api_key_secret_cmd(
     typer.echo(f"saved the API key in Secret block {name!r}; deploy with --api-key-secret {name}")
 
 
-def register_ops(app: typer.Typer) -> None:
-    """Add the operations commands to ``app``."""
-    app.command("server")(server_cmd)
-    app.command("serve")(serve_cmd)
-    app.command("deploy")(deploy_cmd)
-    app.command("api-key-secret")(api_key_secret_cmd)
+server_app = typer.Typer()  # its help: server_cmd's docstring
+server_app.callback(invoke_without_command=True)(server_cmd)
+
+
+@server_app.command("stop")
+def server_stop_cmd() -> None:
+    """Stop the Prefect server that `refine run` keeps warm between runs (it records what it
+    holds first); a server you started yourself is not touched."""
+    from prefect.settings import get_current_settings
+
+    from flows.ops.warm_server import stop_warm_server
+
+    stopped = run_guarded(lambda: stop_warm_server(Path(get_current_settings().home)))
+    typer.echo(f"stopped the Prefect server at {stopped}" if stopped else "no server to stop")

@@ -125,6 +125,11 @@ class EnvironmentSettings(BaseSettings):
     config_file: Path | None = Field(default=None, validation_alias="REFINE_CONFIG")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     """The Prefect server that ``refine serve``/``deploy`` register with; Prefect reads it too."""
+    server_idle_timeout_s: float | None = Field(
+        default=None, ge=0, validation_alias="REFINE_SERVER_IDLE_TIMEOUT"
+    )
+    """Seconds the temporary Prefect server of ``refine run`` stays up, unused, for the next
+    runs (0: it ends with its run; unset: flows.ops.warm_server's default)."""
 
 
 class SamplingConflict(ValueError):

@@ -96,6 +96,7 @@ def _wait_until_stopped(proc: subprocess.Popen[bytes], stopping: list[int]) -> i
 
 
 def server_cmd(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API and the UI.")] = 4200,
     automations: Annotated[
@@ -112,7 +113,12 @@ def server_cmd(
     ] = None,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for it.")] = 120.0,
 ) -> None:
-    """Run a Prefect server tuned for batch runs; watch runs in its UI. Ctrl-C stops it."""
+    """Run a Prefect server tuned for batch runs; watch runs in its UI. Ctrl-C stops it.
+
+    `refine server stop` stops the server that `refine run` keeps warm between runs.
+    """
+    if ctx.invoked_subcommand is not None:  # `refine server stop`
+        return
     env = server_environment(
         dict(os.environ), host=host, port=port, automations=automations, database_url=database_url
     )

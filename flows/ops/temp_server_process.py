@@ -4,7 +4,9 @@ Started by :class:`flows.ops.temp_server.TemporaryServer`, never by hand. It ser
 Prefect's ephemeral mode serves (``prefect.server.api.server:create_app``, on the listening
 socket its parent bound), with two differences:
 
-- it ends with its parent, even after the parent's ``kill -9`` (``PR_SET_PDEATHSIG``);
+- it ends with its parent, even after the parent's ``kill -9`` (``PR_SET_PDEATHSIG``), or,
+  started with ``--idle-timeout`` (a server kept warm between runs, see
+  :mod:`flows.ops.warm_server`), once no run has used it for that long;
 - asked to stop, it first lets its services finish the events it was sent. Prefect's services
   read events from in-memory queues and, when stopped, cancel whatever they are writing and
   drop what is still queued: a run's last task runs were lost and each cancelled write logged
@@ -16,9 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from flows.ops.parent import exit_with_parent
@@ -100,14 +104,25 @@ def settling_lifespan(lifespan: Lifespan) -> Lifespan:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="listening socket to serve on")
-    parser.add_argument("--parent-pid", type=int, required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--parent-pid", type=int, help="end with this process")
+    group.add_argument("--idle-timeout", type=float, help="seconds unused before it stops")
+    parser.add_argument("--home", type=Path, help="with --idle-timeout: its state folder")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve Prefect's API on the inherited socket until SIGTERM or the parent's death."""
+    """Serve Prefect's API on the inherited socket until SIGTERM, the parent's death or (kept
+    warm) its idle timeout."""
     args = _parse(argv)
-    exit_with_parent(args.parent_pid)
+    if args.parent_pid is not None:
+        exit_with_parent(args.parent_pid)
+    else:
+        from flows.ops.warm_server import stop_when_idle
+
+        threading.Thread(
+            target=stop_when_idle, args=(args.home, args.idle_timeout), daemon=True
+        ).start()
     import uvicorn
     from prefect.server.api.server import create_app
 
