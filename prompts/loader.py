@@ -56,6 +56,9 @@ LLM judge reward). Only ``fix`` follows the task's system prompt; the other two 
 their own, a single user message."""
 
 _WITH_SYSTEM = frozenset({"initial", "refine", "fix"})
+COMPUTED_INCLUDE = "*"
+"""Stands, among the names a template reads, for an include whose name is computed at render
+time (what it reads cannot be known); never a variable's name."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class TemplateEnvironment:
             # request stats each template file (and each include) to see if it changed.
             auto_reload=False,
         )
+        # Templates that read no name at all (most system prompts): rendered once, since each
+        # render gives the same text. None: it reads some name, so it is rendered every time.
+        self._constant: dict[str, str | None] = {}
 
     @property
     def packaged_dir(self) -> Path:
@@ -109,7 +115,19 @@ class TemplateEnvironment:
         building the whole string first. Every failure becomes a :class:`TemplateError` that
         names the template file and line; so does output that is not valid Unicode (a ``\\ud83d``
         escape in the template), which no request could carry.
+
+        A template that reads no variable and no global (nor does any template it includes) is
+        rendered once and its text reused: it cannot come out differently.
         """
+        if (text := self._constant.get(name)) is not None:
+            return text
+        constant = name not in self._constant and not self._names_read([name])
+        text = self._render(name, variables)
+        self._constant[name] = text if constant else None
+        return text
+
+    def _render(self, name: str, variables: Mapping[str, object]) -> str:
+        """Render ``name`` afresh: see :meth:`render`."""
         template = self._get(name)
         pieces: list[str] = []
         size = 0
@@ -193,9 +211,16 @@ class TemplateEnvironment:
         for the templates it includes. Includes whose name is computed at render time cannot be
         followed and are skipped.
         """
+        used = self._names_read([f"{task}/{role}.j2" for role in roles])
+        return used - set(self.jinja.globals) - {COMPUTED_INCLUDE}
+
+    def _names_read(self, names: Sequence[str]) -> set[str]:
+        """The names the templates ``names`` read and do not set, globals (``range``, ...)
+        included, following include/extends/import (see :meth:`variables_used`); a computed
+        include counts as :data:`COMPUTED_INCLUDE`, since what it reads cannot be known."""
         used: set[str] = set()
         seen: set[str] = set()
-        pending = [(f"{task}/{role}.j2", frozenset[str]()) for role in roles]
+        pending = [(name, frozenset[str]()) for name in names]
         while pending:
             name, outer = pending.pop()
             if name in seen:
@@ -208,9 +233,11 @@ class TemplateEnvironment:
                 raise template_error(name, exc) from exc
             used |= meta.find_undeclared_variables(tree) - outer
             inner = outer | _declared_names(tree)
-            children = meta.find_referenced_templates(tree)
+            children = list(meta.find_referenced_templates(tree))
+            if None in children:
+                used.add(COMPUTED_INCLUDE)
             pending.extend((child, inner) for child in children if child)
-        return used - set(self.jinja.globals)
+        return used
 
     def source(self, name: str) -> tuple[str, Path]:
         """The text of a template and the file it comes from (a user override or the package)."""
