@@ -181,7 +181,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=None, help="the first N rows of --data")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument(
+        "--max-tokens", type=int, default=512, help="the local model's default: answers end"
+    )
     parser.add_argument("--repeat", type=int, default=2)
     return parser.parse_args(argv)
 
