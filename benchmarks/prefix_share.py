@@ -176,8 +176,10 @@ def main(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=sorted(TASK_KINDS), default=None)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--draft-words", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=3, help="steps rendered per item")
+    parser.add_argument(
+        "--draft-words", type=int, default=60, help="length of the stand-in drafts, in words"
+    )
     parser.add_argument("--records", type=Path, default=None, help="take drafts from an output")
     return parser.parse_args(argv)
 
