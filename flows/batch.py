@@ -152,13 +152,6 @@ async def _refine_chunk(
 
 
 MAX_TASK_RUNS = 5_000  # the UI's graph refuses >10,000 nodes, and each task run costs the server
-# Items in flight per request slot. An item that has taken its step waits at its chunk's
-# barrier for the chunk's slowest item, which queues for a slot behind every other chunk's
-# requests: about half a window's items wait there at any time. With twice the concurrency in
-# the window (7 chunks of 100 at 256 in flight), the items wanting a request fell short of the
-# slots for 41 % of a run (13 % of its slot-time empty for want of work); with 14 chunks, 5 %
-# (2.5 %). See benchmarks/README.md, "High concurrency (issue 17)".
-WINDOW = 4
 
 
 def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
@@ -168,13 +161,13 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     that Prefect's cost per task run (milliseconds) is spread over many requests, small enough
     that items reach the output early. The size grows past the configured one when the run
     would otherwise exceed MAX_TASK_RUNS task runs. Only enough chunks run at once to keep
-    every request slot busy (WINDOW times the concurrency in items, plus one chunk), so records
+    every request slot busy (twice the concurrency in items, plus one chunk), so records
     stream to the output from the start instead of all at the end.
     """
     wanted = config.chunk_size or min(100, max(10, config.concurrency))
     # a step is up to two tasks per chunk: step-t and fix-t
     size = max(wanted, math.ceil(items * config.steps * 2 / MAX_TASK_RUNS))
-    in_flight = config.chunks_in_flight or math.ceil(WINDOW * config.concurrency / size) + 1
+    in_flight = config.chunks_in_flight or math.ceil(2 * config.concurrency / size) + 1
     return size, in_flight
 
 

@@ -291,16 +291,15 @@ def test_chunk_plan_keeps_task_runs_bounded_and_slots_busy() -> None:
     from flows.batch import MAX_TASK_RUNS, plan_chunks
 
     small = RunConfig(steps=3, chunk_size=50, concurrency=64)
-    assert plan_chunks(small, 1_000) == (50, 7)  # 4 x 64 items in flight, plus one chunk
+    assert plan_chunks(small, 1_000) == (50, 4)  # 2 x 64 items in flight, plus one chunk
     huge = plan_chunks(small, 200_000)
     # up to two tasks (step-t and fix-t) per chunk and step
     assert huge[0] == 240 and 200_000 / huge[0] * 3 * 2 <= MAX_TASK_RUNS
     assert plan_chunks(small.model_copy(update={"chunks_in_flight": 7}), 10)[1] == 7
     # by default a chunk holds as many items as there are request slots, 10 to 100
-    assert plan_chunks(RunConfig(concurrency=64), 1_000) == (64, 5)
-    assert plan_chunks(RunConfig(concurrency=4), 1_000) == (10, 3)
-    assert plan_chunks(RunConfig(concurrency=500), 1_000) == (100, 21)
-    assert plan_chunks(RunConfig(concurrency=256), 2_000) == (100, 12)
+    assert plan_chunks(RunConfig(concurrency=64), 1_000) == (64, 3)
+    assert plan_chunks(RunConfig(concurrency=4), 1_000) == (10, 2)
+    assert plan_chunks(RunConfig(concurrency=500), 1_000) == (100, 11)
 
 
 async def test_csv_input_and_configured_language_defaults(
