@@ -32,7 +32,8 @@ def serve_model(
     threads: Annotated[int | None, typer.Option(help="Threads per slot.")] = None,
     chat_format: Annotated[str | None, typer.Option(help="llama-cpp-python chat format.")] = None,
     prompt_cache_mib: Annotated[
-        int | None, typer.Option(help="MiB per slot for computed prompt prefixes; 0 = off.")
+        int | None,
+        typer.Option(help="MiB per slot for computed prompt prefixes (default 512); 0 = off."),
     ] = None,
     slot_affinity: Annotated[
         bool | None,

@@ -201,9 +201,10 @@ class RequestCache:
                 f"({exc}); they are kept: free space or pass --no-cache"
             ) from None
         logger.warning(
-            "request cache %s: moved %d entries of the one-file-per-request layout into %s%s",
+            "request cache %s: moved %d entries of the one-file-per-request layout into %s%s "
+            "(entries keyed by an older release's rules miss once, as before the move)",
             self.root,
             moved.moved,
             DB_NAME,
-            f" ({moved.skipped} unreadable old entries skipped)" if moved.skipped else "",
+            f"; {moved.skipped} unreadable old entries removed" if moved.skipped else "",
         )

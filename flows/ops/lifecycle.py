@@ -62,6 +62,13 @@ class PrefectApi:
         if target is None:
             self._ready = True
             return
+        if self._warm is None or self._warm.started_here:  # seconds of silence otherwise
+            from prefect.logging import get_logger
+
+            get_logger().info(
+                "Starting a temporary Prefect server (some seconds; %s)",
+                "kept warm for the next runs" if self._warm else "it ends with this run",
+            )
         target.wait_ready(timeout_s)
         self._ready = True
         self._stack.enter_context(_api_url(target.api_url, kept=self._warm is not None))

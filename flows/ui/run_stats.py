@@ -98,7 +98,7 @@ class StepStats:
             )
             | (
                 {
-                    "prompt tokens from server cache": (
+                    "share of prompt tokens from server cache": (
                         round(self.server_cached / self.prompt_tokens, 3)
                         if self.prompt_tokens
                         else 0

@@ -198,10 +198,10 @@ def test_prompt_tokens_the_server_cached_get_a_column_when_a_server_reports_them
         for i in range(2)
     ]
     rows = {row["step"]: row for row in read_run_stats(write(tmp_path / "o.jsonl", records)).rows()}
-    assert rows["step-1"]["prompt tokens from server cache"] == 0.05  # 10 of 200
-    assert rows["step-2"]["prompt tokens from server cache"] == 0.75  # 300 of 400
+    assert rows["step-1"]["share of prompt tokens from server cache"] == 0.05  # 10 of 200
+    assert rows["step-2"]["share of prompt tokens from server cache"] == 0.75  # 300 of 400
     plain = [{**r, "drafts": [step(1, 100, 0)]} for r in records]  # no server said so
     assert (
-        "prompt tokens from server cache"
+        "share of prompt tokens from server cache"
         not in read_run_stats(write(tmp_path / "p.jsonl", plain)).rows()[0]
     )
