@@ -13,15 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flows.local.dispatcher import SlotPool, build_dispatcher, prompt_text
+from flows.local.dispatcher import SlotPool, prompt_text
 from flows.local.prefix_index import PrefixIndex
-from tests.local.test_slot_dispatcher import _free_port, _serve_in_thread
+from tests.local.test_slot_dispatcher import behind_dispatcher
 
 ARTICLE = {name: f"{name} " + "a long article that every step of this item repeats. " * 12
            for name in ("A", "B", "X")}  # fmt: skip
@@ -57,22 +56,9 @@ class Slot:
 def routed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[Slot]]]:
     """Slot a (2 s) and slot b (5 s) behind a dispatcher with affinity on or off."""
     slots = [Slot("a", 2.0), Slot("b", 5.0)]
-    sockets = [tmp_path / f"{s.name}.sock" for s in slots]
-    servers = [
-        _serve_in_thread(uvicorn.Config(s.app(), uds=str(p), log_level="warning"))
-        for s, p in zip(slots, sockets, strict=True)
-    ]
-    port = _free_port()
-    app = build_dispatcher(SlotPool(sockets, affinity=request.param))
-    servers.append(
-        _serve_in_thread(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", slots
-    finally:
-        for server, thread in servers:
-            server.should_exit = True
-            thread.join(timeout=10)
+    apps = [(s.name, s.app()) for s in slots]
+    with behind_dispatcher(apps, tmp_path, affinity=request.param) as url:
+        yield url, slots
 
 
 def _send(url: str, item: str, step: int) -> str:

@@ -11,7 +11,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,28 +82,38 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def slots(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
-    """Two backends on Unix sockets behind a dispatcher on loopback; yields (url, backends)."""
-    backends = [Backend("a", 0.5), Backend("b", 0.5)]
-    sockets = [tmp_path / f"{b.name}.sock" for b in backends]
+@contextmanager
+def behind_dispatcher(
+    apps: Sequence[tuple[str, Starlette]], folder: Path, affinity: bool = False
+) -> Iterator[str]:
+    """Each (name, app) on a Unix socket in ``folder``, a dispatcher in front of them on
+    loopback (with or without affinity); yields the dispatcher's URL, stops all on exit."""
+    sockets = [folder / f"{name}.sock" for name, _ in apps]
     servers = [
-        _serve_in_thread(uvicorn.Config(b.app(), uds=str(s), log_level="warning"))
-        for b, s in zip(backends, sockets, strict=True)
+        _serve_in_thread(uvicorn.Config(app, uds=str(sock), log_level="warning"))
+        for (_, app), sock in zip(apps, sockets, strict=True)
     ]
     port = _free_port()
-    dispatcher = build_dispatcher(SlotPool(sockets))
+    dispatcher = build_dispatcher(SlotPool(sockets, affinity=affinity))
     servers.append(
         _serve_in_thread(
             uvicorn.Config(dispatcher, host="127.0.0.1", port=port, log_level="warning")
         )
     )
     try:
-        yield f"http://127.0.0.1:{port}", backends
+        yield f"http://127.0.0.1:{port}"
     finally:
         for server, thread in servers:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
+    """Two backends on Unix sockets behind a dispatcher on loopback; yields (url, backends)."""
+    backends = [Backend("a", 0.5), Backend("b", 0.5)]
+    with behind_dispatcher([(b.name, b.app()) for b in backends], tmp_path) as url:
+        yield url, backends
 
 
 def _chat(client: httpx.Client, text: str, **extra: object) -> httpx.Response:
