@@ -35,13 +35,15 @@ def test_step_two_reads_its_prefix_from_the_prompt_cache(
     assert result.returncode in (0, 1), result.stderr
     records = read_records(output)
     assert len(records) == 2
+    firsts = sorted((r["drafts"][0]["usage"] for r in records), key=lambda u: u["cached_tokens"])
+    assert firsts[0]["cached_tokens"] <= 1  # the very first prompt: nothing computed yet
+    shared = firsts[1]["cached_tokens"]  # the other item's step 1: system prompt and demos
+    assert shared > 50
     seconds = [r["drafts"][1] for r in records if len(r["drafts"]) > 1]
     assert seconds, "no item reached step 2"
     for draft in seconds:
         usage = draft["usage"]
-        # system prompt, examples and the article come from the cache; the draft and the
-        # instructions after it are new
-        assert usage["cached_tokens"] >= 0.5 * usage["prompt_tokens"], usage
-    firsts = sorted((r["drafts"][0]["usage"] for r in records), key=lambda u: u["cached_tokens"])
-    assert firsts[0]["cached_tokens"] <= 1  # the very first prompt: nothing computed yet
-    assert firsts[1]["cached_tokens"] > 50  # the other item re-used the system prompt and demos
+        # beyond the system prompt and demos, the item's article comes from a saved state
+        # (the slot's context holds the other item's prompt by then): without the prompt
+        # cache only the prefix shared with that other prompt would be cached
+        assert usage["cached_tokens"] >= shared + 100, (usage, shared)
