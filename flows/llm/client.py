@@ -61,6 +61,7 @@ class Completion:
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
     token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
+    api: str = "online"  # "batch": answered through a Batch API at its price
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -117,7 +118,7 @@ class ChatClient:
         request: a second sample of the same messages.
         """
         response, on_wire, attempts = await self._answer(messages, logprobs, sampling)
-        return self._completion(response, messages, on_wire, attempts)
+        return self.completion_of(response, messages, on_wire, attempts)
 
     async def complete_choices(
         self,
@@ -139,13 +140,13 @@ class ChatClient:
         response, on_wire, attempts = await self._answer(messages, logprobs, fields)
         choices = response.get("choices") if isinstance(response, dict) else None
         if not isinstance(choices, list) or not choices:
-            return [self._completion(response, messages, on_wire, attempts)]  # raises, saying why
+            return [self.completion_of(response, messages, on_wire, attempts)]  # raises, saying why
         ordered = sorted(
             (c for c in choices if isinstance(c, dict)),
             key=lambda c: index if isinstance(index := c.get("index"), int) else 0,
         )[:n]
         answers = [
-            self._completion({**response, "choices": [choice]}, messages, on_wire, attempts)
+            self.completion_of({**response, "choices": [choice]}, messages, on_wire, attempts)
             for choice in ordered
         ]
         shares = split_usage([a.usage for a in answers], [len(a.content) for a in answers])
@@ -212,7 +213,7 @@ class ChatClient:
                     started = time.perf_counter()
                     raw = await self._sdk.post(
                         "/chat/completions",
-                        body=self._body(messages, logprobs, sampling),
+                        body=self.request_body(messages, logprobs, sampling),
                         cast_to=httpx2.Response,
                     )
                     return decode_body(raw.content), time.perf_counter() - started
@@ -231,9 +232,10 @@ class ChatClient:
             return nullcontext()
         return prefect_slot(self.endpoint.global_limit, self.retry.max_elapsed_s)
 
-    def _body(
+    def request_body(
         self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """The chat request's JSON body, as sent online and written into a batch input file."""
         fields = self.endpoint.sampling() if sampling is None else sampling
         body: dict[str, Any] = {**self.endpoint.extra_body, **fields}
         body.update(model=self.endpoint.model, messages=messages)
@@ -294,10 +296,11 @@ class ChatClient:
     def _retry_after_budget(self) -> float:
         return min(self.retry.retry_after_max_s, self.retry.max_elapsed_s)
 
-    def _completion(
+    def completion_of(
         self, body: Any, messages: list[Message], latency_s: float, attempts: int
     ) -> Completion:
-        """The fields we keep from a chat completion body, checked as the SDK's models would.
+        """The fields we keep from a chat completion body, checked as the SDK's models would
+        (an online answer, or one line of a batch output file).
 
         Raises EndpointError when the body holds no usable answer, saying what it holds.
         """
