@@ -138,6 +138,15 @@ class ChatClient:
         """
         fields = {**(self.endpoint.sampling() if sampling is None else sampling), "n": n}
         response, on_wire, attempts = await self._answer(messages, logprobs, fields)
+        return self.choices_of(response, messages, n, on_wire, attempts)
+
+    def choices_of(
+        self, response: Any, messages: list[Message], n: int, latency_s: float, attempts: int
+    ) -> list[Completion]:
+        """Up to ``n`` completions of an answer to a request with ``n``, as
+        :meth:`complete_choices` returns them (an online answer or a batch output line).
+        Raises EndpointError when the answer holds none."""
+        on_wire = latency_s
         choices = response.get("choices") if isinstance(response, dict) else None
         if not isinstance(choices, list) or not choices:
             return [self.completion_of(response, messages, on_wire, attempts)]  # raises, saying why
