@@ -24,13 +24,15 @@ from prefect.states import Failed
 from flows.config.run import RunConfig
 from flows.data.output import OutputLog
 from flows.data.records import Item, Trajectory
+from flows.llm.batch_client import BatchingClient
 from flows.loop.assemble import open_refiner
 from flows.loop.preflight import check_items, load_input
 from flows.loop.refiner import ItemRun, Refiner
+from flows.step_major import refine_step_major
 from flows.ui.artifacts import ProgressFeed, run_dashboard
 from flows.ui.labels import batch_run_name
 from flows.ui.summary import BatchSummary, Tally
-from refine.errors import ConfigError, FatalEndpointError, RefineError
+from refine.errors import ConfigError, FatalEndpointError, RefineError, first_error
 
 __all__ = ["BatchSummary", "fix_step", "plan_chunks", "refine_batch", "refine_one", "refine_step"]
 
@@ -68,7 +70,7 @@ async def _run_steps(refiner: Refiner, work: Chunk, step: int) -> Chunk:
             for run in work.todo:
                 group.create_task(refiner.step(run, step))
     except* (FatalEndpointError, ConfigError) as stopped:
-        fatal = _first(stopped)
+        fatal = first_error(stopped)
     return Chunk(work.index, work.runs, fatal=fatal)
 
 
@@ -171,11 +173,31 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
     return size, in_flight
 
 
-def _first(group: BaseExceptionGroup[RefineError]) -> RefineError:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error  # type: ignore[return-value]
+async def _run_chunks(
+    refiner: Refiner, pending: list[Item], on_done: Callable[[Trajectory], None]
+) -> RefineError | None:
+    """Refine ``pending`` in chunks, enough of them at once to keep every request slot busy;
+    the error that stops the run, if one happened (no chunk starts after it)."""
+    config = refiner.config
+    size, in_flight = plan_chunks(config, len(pending))
+    if config.chunk_size and size != config.chunk_size:
+        get_run_logger().warning(
+            "chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS
+        )
+    slots = asyncio.Semaphore(in_flight)
+    stopped: list[RefineError] = []
+
+    async def run_chunk(index: int, start: int) -> None:
+        async with slots:
+            if stopped:  # the run is stopping: start no more task runs
+                return
+            if fatal := await _refine_chunk(refiner, index, pending[start : start + size], on_done):
+                stopped.append(fatal)
+
+    async with asyncio.TaskGroup() as group:
+        for index, start in enumerate(range(0, len(pending), size)):
+            group.create_task(run_chunk(index, start))
+    return stopped[0] if stopped else None
 
 
 @flow(name="refine-batch", flow_run_name=batch_run_name, log_prints=False)
@@ -223,13 +245,8 @@ async def _run_batch(
             logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
         if retried:
             logger.info("retrying %d failed item(s) of %s", retried, output_path)
-        async with open_refiner(config, items) as refiner:
-            size, in_flight = plan_chunks(config, len(pending))
-            if config.chunk_size and size != config.chunk_size:
-                logger.warning("chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS)
-            slots = asyncio.Semaphore(in_flight)
+        async with open_refiner(config, items, output_path) as refiner:
             tally = Tally()
-            stopped: list[RefineError] = []
 
             def finished(record: Trajectory) -> None:
                 out.append(record)
@@ -237,23 +254,26 @@ async def _run_batch(
                 if record.status == "failed":
                     logger.warning("item %s failed: %s", record.id, record.error)
 
-            async def run_chunk(index: int, start: int) -> None:
-                async with slots:
-                    if stopped:  # the run is stopping: start no more task runs
-                        return
-                    chunk_items = pending[start : start + size]
-                    if fatal := await _refine_chunk(refiner, index, chunk_items, finished):
-                        stopped.append(fatal)
-
-            async with asyncio.TaskGroup() as group:
-                for index, start in enumerate(range(0, len(pending), size)):
-                    group.create_task(run_chunk(index, start))
-            if stopped:
-                raise stopped[0]
+            if config.mode == "batch":  # step-major, through the endpoint's Batch API
+                fatal = await refine_step_major(refiner, pending, finished)
+            else:
+                fatal = await _run_chunks(refiner, pending, finished)
+            if fatal is not None:
+                raise fatal
             cache = refiner.calls.cache
             if cache is not None and cache.write_errors:
                 logger.warning("%d answers could not be cached", cache.write_errors)
-            http_attempts = refiner.calls.client.http_attempts
+            client = refiner.calls.client
+            http_attempts = client.http_attempts
+            batches = (
+                {
+                    "batches_submitted": client.batches_submitted,
+                    "batch_requests": client.requests_submitted,
+                    "answered_online": client.answered_online,
+                }
+                if isinstance(client, BatchingClient)
+                else {}
+            )
             cache_hits = refiner.calls.cache_hits
     summary = BatchSummary(
         output_path=output_path,
@@ -273,6 +293,9 @@ async def _run_batch(
         tokens_estimated=tally.tokens_estimated,
         wall_s=round(time.perf_counter() - started, 3),
         stop_reasons=dict(tally.stop_reasons.most_common()),
+        mode=config.mode,
+        batch_tokens=tally.batch_tokens,
+        **batches,
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)
     return summary

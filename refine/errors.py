@@ -48,6 +48,7 @@ __all__ = [
     "MissingFieldsError",
     "RefineError",
     "TemplateError",
+    "first_error",
 ]
 
 
@@ -130,3 +131,12 @@ def _rebuild_endpoint_error(
 ) -> EndpointError:
     """Unpickle an endpoint error (its status and URL are keyword-only arguments)."""
     return cls(message, status=status, url=url)
+
+
+def first_error(group: BaseExceptionGroup[Any]) -> Any:
+    """The first exception of a (nested) exception group, as ``asyncio.TaskGroup`` raises them:
+    the one error a run reports when one task's failure cancelled its siblings."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

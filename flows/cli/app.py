@@ -140,6 +140,14 @@ def run(
             "their new records there (resume as usual otherwise).",
         ),
     ] = False,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send each step's requests through the endpoint's Batch API (step-major, "
+            "about half the price; answers within [batch] completion_window).",
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     task_runner: Annotated[
@@ -176,6 +184,7 @@ def run(
         "use_cache": False if no_cache else None,
         "skip_invalid": True if skip_invalid else None,
         "retry_failed": True if retry_failed else None,
+        "mode": "batch" if batch_api else None,
         "endpoint": {
             "model": model,
             "base_url": base_url,

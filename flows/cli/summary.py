@@ -45,6 +45,7 @@ def print_summary(summary: BatchSummary) -> None:
         ("HTTP requests", summary.http_attempts),
         ("cache hits", summary.cache_hits),
         ("prompt / completion tokens", _tokens(summary)),
+        *_batch_rows(summary),
         ("stop reasons", ", ".join(f"{k} {v}" for k, v in summary.stop_reasons.items()) or "-"),
         ("wall time", f"{summary.wall_s:.2f} s"),
     ]:
@@ -60,4 +61,15 @@ def _row_counts(summary: BatchSummary) -> list[tuple[str, object]]:
         ("already finished (resumed)", summary.skipped),
         ("run", summary.ran),
         ("retried (failed before)", summary.retried),
+    ]
+
+
+def _batch_rows(summary: BatchSummary) -> list[tuple[str, object]]:
+    """A Batch API run's batches, and the tokens billed at the batch price."""
+    if summary.mode != "batch":
+        return []
+    online = f" ({summary.answered_online} sent online)" if summary.answered_online else ""
+    return [
+        ("batches (requests)", f"{summary.batches_submitted} ({summary.batch_requests}){online}"),
+        ("tokens at batch price", summary.batch_tokens),
     ]

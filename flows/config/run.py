@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.config.batch import BatchConfig, BatchFallback, RunMode
 from flows.config.endpoint import EndpointConfig, RetryConfig
 from flows.config.local import LocalModelConfig, is_model_path
 from flows.config.loop import LoopFields, Spec
@@ -84,6 +85,17 @@ class RunConfig(LoopFields):
         description="run again the items whose latest output record is failed, appending "
         "their new records to the same output (the latest record of an id wins)",
     )
+    mode: RunMode = Field(
+        default="online",
+        description="batch: each step's requests go through the endpoint's Batch API "
+        "(step-major, about half the price, answers within the completion window)",
+    )
+    batch_fallback: BatchFallback = Field(
+        default="resubmit",
+        description="a request a batch did not answer: resubmit it in the next batch, or "
+        "send it online",
+    )
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     use_cache: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
     config_file: Path | None = None

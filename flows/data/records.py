@@ -68,12 +68,18 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     estimated: bool = False
+    batch: bool = False
+    """One request's tokens were billed at a Batch API's price (``mode = "batch"``); written
+    only when True, like ``estimated``. A sum of usages never carries it: count batch tokens
+    request by request (:func:`request_dicts`)."""
 
     @model_serializer(mode="wrap")
-    def _estimated_only_when_true(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _flags_only_when_true(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if not self.estimated:
             data.pop("estimated", None)
+        if not self.batch:
+            data.pop("batch", None)
         return data
 
     @property

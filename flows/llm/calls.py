@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from flows.config.run import EndpointConfig
 from flows.data.records import CachedAnswer, SideRequest
+from flows.llm.batch_client import BatchingClient
 from flows.llm.cache import RequestCache, request_key
 from flows.llm.client import ChatClient, Completion
 from flows.llm.finish import finish_problem
@@ -94,7 +95,7 @@ class ModelCalls:
 
     def __init__(
         self,
-        client: ChatClient,
+        client: ChatClient | BatchingClient,
         cache: RequestCache | None,
         endpoint: EndpointConfig,
         *,

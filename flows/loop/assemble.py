@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from flows.config.run import RunConfig
 from flows.data.records import Item
 from flows.llm.api_key import api_key_for
+from flows.llm.batch_api import BatchAPI
+from flows.llm.batch_client import BatchingClient
+from flows.llm.batch_journal import BatchJournal, journal_path
 from flows.llm.cache import RequestCache
-from flows.llm.calls import ModelCalls
+from flows.llm.calls import ModelCalls, endpoint_identity
 from flows.llm.client import ChatClient
 from flows.llm.probe import probe_endpoint
 from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import build_plan, cleaner_chain
 from flows.loop.refiner import Refiner
 from flows.loop.render import StepRenderer
+from refine.errors import ConfigError
 
 __all__ = ["open_refiner"]
 
@@ -27,9 +32,17 @@ smaller run has its empty answers as failed items (a few failures, not a failure
 
 
 @asynccontextmanager
-async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Refiner]:
+async def open_refiner(
+    config: RunConfig, items: list[Item], output_path: Path | None = None
+) -> AsyncIterator[Refiner]:
     """A Refiner with its client, cache, cleaners, checks and few-shot demos; closes the client
-    after. ``items`` decide the task defaults (see :mod:`flows.loop.defaults`)."""
+    after. ``items`` decide the task defaults (see :mod:`flows.loop.defaults`).
+
+    With ``mode = "batch"`` the client sends requests through the endpoint's Batch API, and
+    journals its batches beside ``output_path`` (required then: ConfigError without it).
+    """
+    if config.mode == "batch" and output_path is None:
+        raise ConfigError('mode = "batch" needs an output file (its batch journal lives beside it)')
     config = with_task_defaults(config, items)
     plan = build_plan(config)
     renderer = StepRenderer.for_config(config)
@@ -40,12 +53,20 @@ async def open_refiner(config: RunConfig, items: list[Item]) -> AsyncIterator[Re
         await asyncio.to_thread(
             probe_endpoint, config.endpoint.base_url, config.retry.connect_timeout_s
         )
-    client = ChatClient(
-        config.endpoint,
-        config.retry,
-        await api_key_for(config) if config.endpoint.send_api_key else None,
-        max_in_flight=config.concurrency,
-    )
+    api_key = await api_key_for(config) if config.endpoint.send_api_key else None
+    online = ChatClient(config.endpoint, config.retry, api_key, max_in_flight=config.concurrency)
+    client: ChatClient | BatchingClient = online
+    if config.mode == "batch" and output_path is not None:
+        client = BatchingClient(
+            online,
+            BatchAPI(config.endpoint, config.retry, api_key),
+            BatchJournal(journal_path(output_path)),
+            config.batch,
+            config.retry,
+            config.batch_fallback,
+            endpoint_identity(config.endpoint),
+            files_dir=output_path.with_name(output_path.name + ".batches"),
+        )
     calls = ModelCalls(client, cache, config.endpoint, logprobs=plan.needs_logprobs)
     try:
         clean = cleaner_chain(config, renderer.kind)

@@ -37,6 +37,11 @@ class BatchSummary(BaseModel):
     wall_s: float
     stop_reasons: dict[str, int] = {}
     tokens_estimated: bool = False  # some answers came without usage: counted by estimate
+    mode: str = "online"  # "batch": through the endpoint's Batch API (--batch-api)
+    batches_submitted: int = 0  # batches this run created (re-attached ones not counted)
+    batch_requests: int = 0  # requests in those batches
+    batch_tokens: int = 0  # of prompt + completion tokens, those billed at the batch price
+    answered_online: int = 0  # requests a batch left unanswered, sent online (batch_fallback)
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tokens_estimated: bool = False
+    batch_tokens: int = 0
     stop_reasons: Counter[str] = field(default_factory=Counter)
 
     def add(self, record: Trajectory) -> None:
@@ -60,3 +66,4 @@ class Tally:
                     self.prompt_tokens += usage.prompt_tokens
                     self.completion_tokens += usage.completion_tokens
                     self.tokens_estimated |= usage.estimated
+                    self.batch_tokens += usage.tokens if usage.batch else 0
