@@ -25,7 +25,12 @@ __all__ = ["ItemCurve", "StepPoint", "latest_at", "read_curves", "score", "selec
 
 @dataclass(frozen=True, slots=True)
 class StepPoint:
-    """One draft without its text: its step, whether it may be the output, rewards and cost."""
+    """One draft without its text: its step, whether it may be the output, rewards and cost.
+
+    ``tokens`` and ``batch_tokens`` count prompt + completion tokens; ``batch_tokens`` is the
+    part of ``tokens`` billed at a Batch API's price (``usage.batch``, about half the online
+    price), 0 for a step sent online.
+    """
 
     step: int
     kind: str
@@ -34,11 +39,14 @@ class StepPoint:
     tokens: int
     latency_s: float
     requests: int = 1  # every request of the step: candidates, fixes' repeats, critique, judge
+    batch_tokens: int = 0  # of prompt + completion tokens, those billed at the batch price
 
     @classmethod
     def of(cls, draft: Draft) -> StepPoint:
         """Tokens are prompt + completion and latency the step's own plus its side requests'
-        (critique, judge); cached answers count their tokens, as the cost of the step."""
+        (critique, judge); cached answers count their tokens, as the cost of the step.
+        Batch tokens are counted request by request (:meth:`Draft.requests`), as a sum of
+        usages does not carry the batch flag."""
         usage = draft.total_usage
         return cls(
             step=draft.step,
@@ -48,6 +56,7 @@ class StepPoint:
             tokens=usage.prompt_tokens + usage.completion_tokens,
             latency_s=draft.latency_s + sum(side.latency_s for side in draft.side_requests),
             requests=draft.request_count(),
+            batch_tokens=sum(usage.tokens for _, usage in draft.requests() if usage.batch),
         )
 
 
@@ -85,6 +94,11 @@ class ItemCurve:
     @property
     def tokens(self) -> int:
         return sum(point.tokens for point in self.points)
+
+    @property
+    def batch_tokens(self) -> int:
+        """Prompt + completion tokens of the item's requests billed at the batch price."""
+        return sum(point.batch_tokens for point in self.points)
 
     @property
     def latency_s(self) -> float:

@@ -40,7 +40,10 @@ def _spread_text(spread: Spread) -> str:
 
 
 def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
-    """One flat row per step, then one per selection: the CSV and the table artifact."""
+    """One flat row per step, then one per selection: the CSV and the table artifact.
+
+    Tokens are prompt + completion tokens per item; "batch tokens" the part of them billed at
+    a Batch API's price (0 for a run sent online)."""
     rows: list[dict[str, Any]] = []
     for step in report.steps:
         row: dict[str, Any] = {
@@ -50,6 +53,7 @@ def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
             "best here share": _num(step.best_here_share),
             "fix drafts": step.fix_drafts,
             "tokens per item (cum)": _num(step.cum_tokens_mean, 1),
+            "batch tokens per item (cum)": _num(step.cum_batch_tokens_mean, 1),
             "requests per item (cum)": _num(step.cum_requests_mean, 2),
             "latency s per item (cum)": _num(step.cum_latency_s_mean, 3),
         }
@@ -62,6 +66,7 @@ def eval_rows(report: EvalReport) -> list[dict[str, Any]]:
             "best here share": None,
             "fix drafts": None,
             "tokens per item (cum)": _num(selection.tokens_mean, 1),
+            "batch tokens per item (cum)": _num(selection.batch_tokens_mean, 1),
             "requests per item (cum)": None,
             "latency s per item (cum)": _num(selection.latency_s_mean, 3),
         }
@@ -81,18 +86,21 @@ def _reward_columns(rewards: dict[str, Spread]) -> dict[str, Any]:
 
 
 def eval_table(report: EvalReport) -> Table:
-    """The terminal view: steps, then the best/last/output selections."""
+    """The terminal view: steps, then the best/last/output selections. The "batch tokens"
+    column (tokens per item billed at the batch price) is shown only when some step has any."""
     title = (
         f"refine eval: {report.source}: {report.items} items "
         f"({report.ok} ok, {report.failed} failed)"
     )
-    table = Table(title=title, caption=_caption(report))
+    batch = _has_batch_tokens(report)
+    table = Table(title=title, caption=_caption(report, batch))
     for column in (
         "",
         "running",
         "best here",
         *report.reward_labels,
         "tokens",
+        *(["batch tokens"] if batch else []),
         "requests",
         "latency",
     ):
@@ -104,6 +112,7 @@ def eval_table(report: EvalReport) -> Table:
             f"{step.best_here_share:.0%}",
             *(_spread_text(step.rewards[label]) for label in report.reward_labels),
             f"{step.cum_tokens_mean:,.0f}",
+            *([f"{step.cum_batch_tokens_mean:,.0f}"] if batch else []),
             f"{step.cum_requests_mean:.2f}",
             f"{step.cum_latency_s_mean:.2f} s",
         )
@@ -115,21 +124,27 @@ def eval_table(report: EvalReport) -> Table:
             "",
             *(_spread_text(selection.rewards[label]) for label in report.reward_labels),
             f"{selection.tokens_mean:,.0f}",
+            *([f"{selection.batch_tokens_mean:,.0f}"] if batch else []),
             "",
             f"{selection.latency_s_mean:.2f} s",
         )
     return table
 
 
-def _caption(report: EvalReport) -> str:
+def _has_batch_tokens(report: EvalReport) -> bool:
+    return any(step.cum_batch_tokens_mean > 0 for step in report.steps)
+
+
+def _caption(report: EvalReport, batch: bool = False) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in report.stop_reasons.items()) or "-"
     rewards = (
         f"primary reward: {report.primary}; rewards are mean ± sd of each item's latest draft"
         if report.primary
         else "no draft has a reward: run with --reward on a dataset with references"
     )
+    cost = "tokens, batch tokens (billed at the batch price)" if batch else "tokens"
     return (
-        f"{rewards}; tokens, requests and latency cumulate per item (every best-of-N "
+        f"{rewards}; {cost}, requests and latency cumulate per item (every best-of-N "
         f"candidate counted)\nstop reasons: {reasons}"
     )
 

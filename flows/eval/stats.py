@@ -9,7 +9,9 @@ For each step t = 1..T, over all items of the run:
 - **best here**: the share whose best draft (highest primary reward among usable drafts, ties to
   the later step: the ``best`` selection's rule) is the one of step t;
 - **tokens / latency**: what the steps up to t cost per item, cumulated (cached answers count
-  their tokens: the figure is the cost of the steps, not of this particular run).
+  their tokens: the figure is the cost of the steps, not of this particular run);
+- **batch tokens**: the part of those tokens billed at a Batch API's price (``usage.batch``,
+  about half the online price; ``refine run --batch-api``), cumulated the same way.
 
 Then the same reward figures for three selections over whole trajectories: ``best``, ``last``
 (the last usable draft) and ``output`` (what the run actually returned). No Prefect here.
@@ -81,6 +83,11 @@ class StepRow(BaseModel):
     cum_requests_mean: float = Field(
         default=0.0, description="requests per item up to this step: every candidate counted"
     )
+    cum_batch_tokens_mean: float = Field(
+        default=0.0,
+        description="prompt + completion tokens per item up to this step that were billed at "
+        "the batch price (part of cum_tokens_mean)",
+    )
 
 
 class SelectionRow(BaseModel):
@@ -94,6 +101,11 @@ class SelectionRow(BaseModel):
     rewards: dict[str, Spread]
     tokens_mean: float
     latency_s_mean: float
+    batch_tokens_mean: float = Field(
+        default=0.0,
+        description="prompt + completion tokens per item billed at the batch price (part of "
+        "tokens_mean)",
+    )
 
 
 class EvalReport(BaseModel):
@@ -175,7 +187,7 @@ def _step_row(
 ) -> StepRow:
     n = len(records)
     values: dict[str, list[float]] = {label: [] for label in labels}
-    tokens = latency = requests = 0.0
+    tokens = latency = requests = batch_tokens = 0.0
     running = fixes = 0
     for record in records:
         here = [p for p in record.points if p.step == step]
@@ -191,6 +203,7 @@ def _step_row(
                 tokens += point.tokens
                 latency += point.latency_s
                 requests += point.requests
+                batch_tokens += point.batch_tokens
     return StepRow(
         step=step,
         running=running,
@@ -201,6 +214,7 @@ def _step_row(
         cum_tokens_mean=tokens / n if n else 0.0,
         cum_latency_s_mean=latency / n if n else 0.0,
         cum_requests_mean=requests / n if n else 0.0,
+        cum_batch_tokens_mean=batch_tokens / n if n else 0.0,
     )
 
 
@@ -209,9 +223,10 @@ def _selection_row(
 ) -> SelectionRow:
     values: dict[str, list[float]] = {label: [] for label in labels}
     items = 0
-    tokens = latency = 0.0
+    tokens = latency = batch_tokens = 0.0
     for record in records:
         tokens += record.tokens  # every step was paid for, whichever is picked
+        batch_tokens += record.batch_tokens
         latency += record.latency_s
         chosen = selected(record, selection, primary)
         items += chosen is not None
@@ -226,4 +241,5 @@ def _selection_row(
         rewards={label: spread(v) for label, v in values.items()},
         tokens_mean=tokens / n if n else 0.0,
         latency_s_mean=latency / n if n else 0.0,
+        batch_tokens_mean=batch_tokens / n if n else 0.0,
     )
