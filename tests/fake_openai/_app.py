@@ -16,13 +16,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tests.fake_openai import _policy as policy
+from tests.fake_openai._batch_routes import batch_routes
+from tests.fake_openai._chat import ChatTurn, failure_of, invalid_body
 from tests.fake_openai._control import control_routes
+from tests.fake_openai._http import JSON, headers_of, parse_body
 from tests.fake_openai._models import LogEntry, Reply
 from tests.fake_openai._state import FakeState
 
 _SEND_KEY = "fake_openai.send"
-_DEFAULT = Reply()  # what an unscripted request gets: the default policy, no faults
-_JSON = "application/json"
 _MODELS = orjson.dumps(
     {
         "object": "list",
@@ -58,10 +59,6 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-
-
 class FakeApp:
     """ASGI entry point; tracks in-flight requests so a stopping server can cut them at once."""
 
@@ -72,6 +69,7 @@ class FakeApp:
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
+            *batch_routes(state),
             Route("/v1/{rest:path}", self._not_found, methods=["GET", "POST", "DELETE", "PUT"]),
             *control_routes(state),
         ]
@@ -107,35 +105,35 @@ class FakeApp:
     async def _models(self, request: Request) -> Response:
         scope = request.scope
         now = monotonic()
-        entry = LogEntry(now, scope["method"], scope["path"], _headers(scope), None)
+        entry = LogEntry(now, scope["method"], scope["path"], headers_of(scope), None)
         entry.answered, entry.status = now, 200
         self.state.record(entry)
-        return Response(_MODELS, media_type=_JSON)
+        return Response(_MODELS, media_type=JSON)
 
     async def _not_found(self, request: Request) -> Response:
         scope = request.scope
         raw = await request.body()
-        entry = LogEntry(monotonic(), scope["method"], scope["path"], _headers(scope), _parse(raw))
+        entry = LogEntry(
+            monotonic(), scope["method"], scope["path"], headers_of(scope), parse_body(raw)
+        )
         self.state.record(entry)
-        message = f"Unknown path {scope['path']} (the fake serves chat/completions and models)"
+        message = (
+            f"Unknown path {scope['path']} "
+            "(the fake serves chat/completions, models, files and batches)"
+        )
         return self._body(entry, 404, orjson.dumps(policy.error_payload(404, message)))
 
     async def _chat(self, request: Request) -> Response:
         scope = request.scope
         received = monotonic()
-        body = _parse(await request.body())
-        entry = LogEntry(received, scope["method"], scope["path"], _headers(scope), body)
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        body = parse_body(await request.body())
+        entry = LogEntry(received, scope["method"], scope["path"], headers_of(scope), body)
+        invalid = invalid_body(body)
+        if invalid is not None:
             self.state.record(entry)
-            error = policy.error_payload(400, "Body must be a JSON object with a 'messages' list")
-            return self._body(entry, 400, orjson.dumps(error))
-        messages = body["messages"]
-        messages_json = policy.canonical_json(messages)
-        seed = body.get("seed")
-        if isinstance(seed, int) and not isinstance(seed, bool):  # scripts can match on it
-            messages_json += f"\nseed={seed}".encode()
-        scripted_or_fault, entry.scripted = self.state.next_reply(messages_json)
-        reply = scripted_or_fault or _DEFAULT
+            return self._body(entry, 400, invalid)
+        turn = ChatTurn.take(self.state, body)
+        reply, entry.scripted = turn.reply, turn.scripted
         entry.stream = bool(body.get("stream"))
         self.state.record(entry)
 
@@ -145,55 +143,20 @@ class FakeApp:
         special = await self._special(request, entry, reply)
         if special is not None:
             return special
-        content = reply.content
-        if content is None:
-            content = policy.default_answer(messages, messages_json)
-        more = self._more_choices(messages, messages_json, body.get("n"))
-        completion = policy.count_tokens(content) + sum(policy.count_tokens(c) for c, _ in more)
-        usage: dict[str, Any] | None = reply.usage
-        if usage is None:
-            usage = policy.make_usage(policy.prompt_tokens(messages), completion)
-        model = body.get("model") or "fake-model"
+        answer = turn.answer(self.state)
         rate = self.state.token_rate
-        pace = completion / rate if rate else 0.0
+        pace = answer.completion_tokens / rate if rate else 0.0
         if entry.stream:
+            usage: dict[str, Any] | None = answer.usage
             options = body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage")):
                 usage = None
-            events = self._events(entry, model, content, reply, usage, pace)
+            events = self._events(entry, answer.model, answer.content, reply, usage, pace)
             return StreamingResponse(events, media_type="text/event-stream")
         if pace:
             await asyncio.sleep(pace)
-        logprobs = policy.logprobs_object(content, reply.logprobs) if body.get("logprobs") else None
-        data = policy.completion_body(
-            model,
-            content,
-            reply.finish_reason,
-            usage,
-            logprobs,
-            message_fields=reply.message_fields,
-            body_fields=reply.body_fields,
-            omit_fields=reply.omit_fields,
-            more_choices=more,
-        )
-        return self._body(entry, 200, data, content=content, dribble=reply.dribble_seconds)
-
-    def _more_choices(
-        self, messages: list[Any], messages_json: bytes, n: Any
-    ) -> list[tuple[str, str]]:
-        """Choices 1 to n-1 of a request with ``n`` > 1: each the next scripted reply for it,
-        else the default answer of the messages with ``choice=<i>`` appended to the hash."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-            return []
-        found = []
-        for index in range(1, n):
-            reply, _ = self.state.next_reply(messages_json)
-            if reply is not None and reply.content is not None and reply.status == 200:
-                found.append((reply.content, reply.finish_reason))
-            else:
-                hashed = messages_json + f"\nchoice={index}".encode()
-                found.append((policy.default_answer(messages, hashed), "stop"))
-        return found
+        data = turn.completion_body(answer)
+        return self._body(entry, 200, data, content=answer.content, dribble=reply.dribble_seconds)
 
     async def _special(self, request: Request, entry: LogEntry, reply: Reply) -> Response | None:
         """Answer the fault-like parts of a reply, or ``None`` to go on with a normal answer."""
@@ -204,14 +167,10 @@ class FakeApp:
             self.state.finish(entry, monotonic(), None)
             await _abort(request.scope)
             return Response()
-        if reply.raw_body is not None or reply.status != 200:
-            if reply.raw_body is not None:
-                data = reply.raw_body.encode("utf-8", "surrogateescape")
-            else:
-                data = orjson.dumps(policy.error_payload(reply.status, reply.content))
-            return self._body(
-                entry, reply.status, data, reply.headers, dribble=reply.dribble_seconds
-            )
+        failure = failure_of(reply)
+        if failure is not None:
+            status, data = failure
+            return self._body(entry, status, data, reply.headers, dribble=reply.dribble_seconds)
         return None
 
     def _body(
@@ -226,10 +185,10 @@ class FakeApp:
     ) -> Response:
         if not dribble:
             self.state.finish(entry, monotonic(), status, content)
-            return Response(data, status_code=status, headers=headers, media_type=_JSON)
+            return Response(data, status_code=status, headers=headers, media_type=JSON)
         done = lambda: self.state.finish(entry, monotonic(), status, content)  # noqa: E731
         sized = {**(headers or {}), "content-length": str(len(data))}
-        return StreamingResponse(_trickle(data, dribble, done), status, sized, media_type=_JSON)
+        return StreamingResponse(_trickle(data, dribble, done), status, sized, media_type=JSON)
 
     async def _events(
         self,
@@ -279,16 +238,6 @@ class FakeApp:
             yield policy.SSE_DONE
         finally:
             self.state.finish(entry, monotonic(), 200, "".join(sent))
-
-
-def _parse(raw: bytes) -> Any:
-    """The JSON body, or its text when it is not JSON (kept for the log)."""
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")
 
 
 async def _trickle(data: bytes, seconds: float, done: Callable[[], None]) -> AsyncIterator[bytes]:

@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fake_openai._models import ConfigUpdate, LogEntry, Replies, Reply, ScriptRequest
+from tests.fake_openai._models import (
+    BatchBehaviour,
+    BatchBehaviours,
+    BatchScript,
+    ConfigUpdate,
+    LogEntry,
+    Replies,
+    Reply,
+    ScriptRequest,
+    as_behaviour,
+)
 from tests.fake_openai._state import FakeState
 
 _OK = b'{"ok":true}'
@@ -53,7 +63,29 @@ def control_routes(state: FakeState) -> list[BaseRoute]:
         state.reset()
         return Response(_OK, media_type="application/json")
 
+    async def batches(request: Request) -> Response:
+        store = state.batch_store
+        if request.method == "GET":
+            found = {"batches": store.batches(), "files": store.files()}
+            return Response(orjson.dumps(found), media_type="application/json")
+        action = request.path_params["action"]
+        if action == "release":
+            released = orjson.dumps({"released": store.release()})
+            return Response(released, media_type="application/json")
+        try:
+            if action == "script":
+                store.script(BatchScript.model_validate_json(await request.body()).behaviours)
+            elif action == "behaviour":
+                store.set_default(BatchBehaviour.model_validate_json(await request.body()))
+            else:
+                return Response(b'{"error":"unknown action"}', status_code=404)
+        except ValidationError as error:
+            return invalid(error)
+        return Response(_OK, media_type="application/json")
+
     return [
+        Route("/_control/batches", batches, methods=["GET"]),
+        Route("/_control/batches/{action}", batches, methods=["POST"]),
         Route("/_control/script", script, methods=["POST"]),
         Route("/_control/config", config, methods=["POST"]),
         Route("/_control/log", log, methods=["GET", "DELETE"]),
@@ -134,3 +166,25 @@ class FakeOpenAIControl:
     def clear_log(self) -> None:
         """Empty the log, keeping scripts and faults."""
         self._call("DELETE", "/_control/log")
+
+    def script_batches(self, behaviours: BatchBehaviours) -> None:
+        """Queue one-shot behaviours: each ``POST /v1/batches`` takes the next one."""
+        dumped = [as_behaviour(b).model_dump(exclude_defaults=True) for b in behaviours]
+        self._call("POST", "/_control/batches/script", {"behaviours": dumped})
+
+    def set_batch_behaviour(self, behaviour: BatchBehaviour | Mapping[str, Any] | None) -> None:
+        """The behaviour of every batch no script answers; ``None`` for the plain one."""
+        dumped = as_behaviour(behaviour or {}).model_dump(exclude_defaults=True)
+        self._call("POST", "/_control/batches/behaviour", dumped)
+
+    def release_batches(self) -> int:
+        """Let every batch created so far go past its hold point; how many were released."""
+        return int(self._call("POST", "/_control/batches/release")["released"])
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch object, oldest first."""
+        return list(self._call("GET", "/_control/batches")["batches"])
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every file object (uploads and batch outputs), oldest first."""
+        return list(self._call("GET", "/_control/batches")["files"])

@@ -81,6 +81,62 @@ class ScriptRequest(BaseModel):
     match: str | None = None
 
 
+class BatchBehaviour(BaseModel):
+    """How the fake runs a batch; JSON-serializable so a server in another process can be set.
+
+    Times are seconds of wall clock on the server. Line counts are of lines answered so far.
+
+    Attributes:
+        validating_s: time in ``validating`` before the input file is checked.
+        line_delay_s: time each line takes to be answered (lines are answered one at a time,
+            so a poller sees ``request_counts`` grow).
+        finalizing_s: time in ``finalizing`` before ``completed``.
+        cancelling_s: time in ``cancelling`` before ``cancelled``.
+        hold_after_lines: once this many lines are answered (0: before the first), stay
+            ``in_progress`` until ``release_batches()`` or a cancel.
+        expire_after_lines: once this many lines are answered, if lines remain, the batch
+            becomes ``expired``: the answered lines in the output and error files, each
+            unanswered line in the error file with ``error.code`` ``"batch_expired"``.
+        fail_validation: fail the batch in validation with this message (no line answered).
+        fail_validation_code: the ``errors.data[0].code`` of that failure.
+        create_status: answer the ``POST /v1/batches`` itself with this status and an OpenAI
+            error body; no batch is created.
+        create_headers: headers of that answer, e.g. ``{"Retry-After": "1"}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validating_s: float = 0.0
+    line_delay_s: float = 0.0
+    finalizing_s: float = 0.0
+    cancelling_s: float = 0.0
+    hold_after_lines: int | None = Field(default=None, ge=0)
+    expire_after_lines: int | None = Field(default=None, ge=0)
+    fail_validation: str | None = None
+    fail_validation_code: str = "invalid_request"
+    create_status: int | None = None
+    create_headers: dict[str, str] = Field(default_factory=dict)
+
+
+BatchBehaviours = Iterable[BatchBehaviour | Mapping[str, Any]]
+"""What ``script_batches`` takes: behaviours, or their JSON-like dicts."""
+
+
+def as_behaviour(behaviour: BatchBehaviour | Mapping[str, Any]) -> BatchBehaviour:
+    """``behaviour`` as a :class:`BatchBehaviour` (a dict is validated: unknown keys fail)."""
+    if isinstance(behaviour, BatchBehaviour):
+        return behaviour
+    return BatchBehaviour.model_validate(behaviour)
+
+
+class BatchScript(BaseModel):
+    """Body of ``POST /_control/batches/script``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    behaviours: list[BatchBehaviour]
+
+
 @dataclass(slots=True)
 class LogEntry:
     """One request the server received under ``/v1``, as tests check it afterwards.
@@ -88,6 +144,8 @@ class LogEntry:
     Times are ``time.monotonic()`` of the server process; on Linux that clock is shared by all
     processes, so they compare with the client's. ``answered`` stays ``None`` for a request that
     was never answered (a hang); ``status`` stays ``None`` when nothing was sent (hang, drop).
+    ``batch_id`` is set on the chat requests the server answered as lines of that batch (their
+    ``path`` is ``/v1/chat/completions``, their ``headers`` those of the ``POST /v1/batches``).
     """
 
     received: float
@@ -100,6 +158,7 @@ class LogEntry:
     content: str | None = None
     scripted: bool = False
     stream: bool = field(default=False)
+    batch_id: str | None = None
 
     @property
     def messages(self) -> list[Any]:

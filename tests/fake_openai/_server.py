@@ -9,12 +9,18 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 
 from tests.fake_openai._app import FakeApp
-from tests.fake_openai._models import LogEntry, Replies
+from tests.fake_openai._models import (
+    BatchBehaviour,
+    BatchBehaviours,
+    LogEntry,
+    Replies,
+    as_behaviour,
+)
 from tests.fake_openai._state import FakeState
 
 
@@ -223,3 +229,32 @@ class FakeOpenAI:
     def clear_log(self) -> None:
         """Empty the log, keeping scripts and faults."""
         self.state.clear_log()
+
+    # -- the Batch API (the same methods as FakeOpenAIControl) -------------------------------
+
+    def script_batches(self, behaviours: BatchBehaviours) -> None:
+        """Queue one-shot behaviours: each ``POST /v1/batches`` takes the next one."""
+        self.state.batch_store.script(as_behaviour(b) for b in behaviours)
+
+    def set_batch_behaviour(self, behaviour: BatchBehaviour | Mapping[str, Any] | None) -> None:
+        """The behaviour of every batch no script answers; ``None`` for the plain one."""
+        self.state.batch_store.set_default(None if behaviour is None else as_behaviour(behaviour))
+
+    def release_batches(self) -> int:
+        """Let every batch created so far go past its hold point; how many were released."""
+        return self.state.batch_store.release()
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch object, oldest first."""
+        return self.state.batch_store.batches()
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every file object (uploads and batch outputs), oldest first."""
+        return self.state.batch_store.files()
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes of a stored file (``KeyError`` when there is none)."""
+        stored = self.state.batch_store.file(file_id)
+        if stored is None:
+            raise KeyError(file_id)
+        return stored.data

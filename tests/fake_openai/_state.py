@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tests.fake_openai._batches import BatchStore
 from tests.fake_openai._models import ConfigUpdate, LogEntry, Replies, Reply
 
 _UNSET: Any = object()
@@ -40,6 +41,7 @@ class FakeState:
         self._log: deque[LogEntry] = deque(maxlen=max_log)
         self.seen = 0  # requests received, also when the log keeps none (benchmarks)
         self.first_seen_at: float | None = None  # time.time() of the first, for cross-process use
+        self.batch_store = BatchStore()  # the Files and Batch APIs' files, batches, behaviours
 
     # -- programming -------------------------------------------------------------------------
 
@@ -92,7 +94,8 @@ class FakeState:
                 self._rng = random.Random(update.fail_seed or 0)
 
     def reset(self) -> None:
-        """Forget scripts, faults, latency and the log."""
+        """Forget scripts, faults, latency, the log, and every file, batch and batch behaviour."""
+        self.batch_store.clear()
         with self._lock:
             self._scripts.clear()
             self.latency = 0.0
