@@ -231,7 +231,12 @@ class BatchingClient:
             raise
 
     def _settle(
-        self, request: _Request, result: Any = None, error: BaseException | None = None
+        self,
+        request: _Request,
+        result: Any = None,
+        error: BaseException | None = None,
+        *,
+        cancel: bool = False,
     ) -> None:
         for item in request.waiters:
             self._unblock(item)
@@ -239,7 +244,9 @@ class BatchingClient:
         self._requests.pop(request.custom_id, None)
         if request.future.done():
             return
-        if error is not None:
+        if cancel:
+            request.future.cancel()
+        elif error is not None:
             request.future.set_exception(error)
         else:
             request.future.set_result(result)
@@ -263,7 +270,11 @@ class BatchingClient:
         except RefineError as exc:
             for request in requests:
                 self._settle(request, error=exc)
-        except BaseException as exc:  # a bug or a cancellation: no item may wait forever
+        except asyncio.CancelledError:  # the run is stopping: its items are cancelled too
+            for request in [*requests, *self._queue]:
+                self._settle(request, cancel=True)
+            raise
+        except Exception as exc:  # a bug: no item may wait forever
             for request in requests:
                 self._settle(request, error=EndpointError(f"batch round failed: {exc!r}"))
             raise
@@ -362,24 +373,23 @@ class BatchingClient:
             request.seen.add(batch.file_id)
         started = time.monotonic()
         wait = self.config.poll_initial_s
-        try:
-            while True:
-                try:
-                    state = await self.api.retrieve(batch_id)
-                except BatchNotFound as exc:
-                    logger.warning("%s: its requests are asked again", exc)
-                    self._unanswered(share, f"batch {batch_id} is unknown to the endpoint")
-                    return
-                status = str(state.get("status"))
-                counts = state.get("request_counts") or {}
-                progress.statuses[batch_id] = status
-                await self._report(progress, batch_id, counts)
-                if status in TERMINAL:
-                    break
-                await self._sleep(wait)
-                wait = min(self.config.poll_max_s, wait * 1.5)
-        finally:
-            self._open.pop(batch_id, None)
+        while True:  # a cancelled run leaves the batch in _open: cancel_open() cancels it
+            try:
+                state = await self.api.retrieve(batch_id)
+            except BatchNotFound as exc:
+                self._open.pop(batch_id, None)
+                logger.warning("%s: its requests are asked again", exc)
+                self._unanswered(share, f"batch {batch_id} is unknown to the endpoint")
+                return
+            status = str(state.get("status"))
+            counts = state.get("request_counts") or {}
+            progress.statuses[batch_id] = status
+            await self._report(progress, batch_id, counts)
+            if status in TERMINAL:
+                break
+            await self._sleep(wait)
+            wait = min(self.config.poll_max_s, wait * 1.5)
+        self._open.pop(batch_id, None)
         latency = time.monotonic() - started
         await self._settle_batch(batch_id, state, share, latency)
         if not batch.closed:

@@ -1,0 +1,223 @@
+"""Step-major refinement through the Batch API (``mode = "batch"``) against the fake server's
+real ``/v1/files`` and ``/v1/batches`` over HTTP, and a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.batch import refine_batch
+from flows.config.batch import BatchConfig
+from flows.llm.batch_files import split_lines
+from flows.llm.batch_journal import BatchJournal, journal_path
+from refine.errors import ConfigError, FatalEndpointError
+from tests.batch_helpers import make_config, read_records, task_runs_of, write_rows
+from tests.fake_openai import FakeOpenAI, Reply
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+FAST = BatchConfig(poll_initial_s=0.05, poll_max_s=0.2)
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"i{i:04d}", "text": f"Report {i}: the river rose {i % 7} metres after the storm."}
+        for i in range(n)
+    ]
+
+
+def batch_config(server: FakeOpenAI, tmp_path: Path, **changes: Any) -> Any:
+    return make_config(server, tmp_path, mode="batch", batch=changes.pop("batch", FAST), **changes)
+
+
+def online_chats(server: FakeOpenAI) -> list[Any]:
+    """Chat requests sent online (not answered as a line of a batch)."""
+    return [e for e in server.chat_requests() if e.batch_id is None]
+
+
+def batch_inputs(server: FakeOpenAI) -> list[list[str]]:
+    """The ``custom_id`` of each request of each batch created, batch by batch."""
+    return [
+        [
+            json.loads(line)["custom_id"]
+            for line in server.file_content(b["input_file_id"]).splitlines()
+        ]
+        for b in server.batches()
+    ]
+
+
+def drafts_of(path: Path) -> dict[str, list[tuple[int, str, str]]]:
+    return {
+        r["id"]: [(d["step"], d["kind"], d["text"]) for d in r["drafts"]]
+        for r in read_records(path)
+    }
+
+
+@pytest.mark.slow
+async def test_a_thousand_items_in_three_steps_match_the_online_run(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(1000))
+    online_out, batch_out = tmp_path / "online.jsonl", tmp_path / "batch.jsonl"
+    online = make_config(fake_server, tmp_path, cache_dir=tmp_path / "c1", concurrency=64)
+    await refine_batch(data, online_out, online)
+    fake_server.reset()
+
+    config = batch_config(fake_server, tmp_path, cache_dir=tmp_path / "c2")
+    summary = await refine_batch(data, batch_out, config)
+
+    assert summary.ok == 1000 and summary.failed == 0 and summary.mode == "batch"
+    records = read_records(batch_out)
+    assert sorted(r["id"] for r in records) == [f"i{i:04d}" for i in range(1000)]
+    assert drafts_of(batch_out) == drafts_of(online_out)  # the same drafts, step by step
+    # nothing went online; one batch per step, each request in exactly one batch
+    assert online_chats(fake_server) == []
+    inputs = batch_inputs(fake_server)
+    assert [len(ids) for ids in inputs] == [1000, 1000, 1000]
+    assert max(Counter(i for ids in inputs for i in ids).values()) == 1
+    assert summary.batches_submitted == 3 and summary.batch_requests == 3000
+    # every request's usage is marked batch-priced, and the summary counts them all
+    usages = [d["usage"] for r in records for d in r["drafts"]]
+    assert all(u.get("batch") is True for u in usages)
+    assert summary.batch_tokens == summary.prompt_tokens + summary.completion_tokens > 0
+    # answers went to the request cache: the same data online now sends nothing
+    fake_server.reset()
+    again = await refine_batch(
+        data, tmp_path / "again.jsonl", config.model_copy(update={"mode": "online"})
+    )
+    assert again.ok == 1000 and fake_server.chat_requests() == [] and again.cache_hits == 3000
+
+
+async def test_one_task_per_step_with_a_progress_artifact(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    data = write_rows(tmp_path / "data.jsonl", _rows(12))
+    fake_server.script_batches([{"line_delay_s": 0.02}] * 3)  # progress is seen mid-batch
+    state = await refine_batch(
+        data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path), return_state=True
+    )
+    runs = await task_runs_of(state, 3)
+    assert sorted(r.name for r in runs) == ["batch-step-1", "batch-step-2", "batch-step-3"]
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    progress = [a for a in artifacts if a.type == "progress" and a.task_run_id is not None]
+    assert len(progress) == 3
+    assert all(a.data == 100.0 for a in progress)
+    assert any("12 of 12 requests answered" in (a.description or "") for a in progress)
+
+
+async def test_requests_a_batch_did_not_answer_are_resubmitted_once(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(6))
+    fake_server.script([Reply(status=500)], match="Report 2:")  # one error line
+    fake_server.script_batches([{"expire_after_lines": 3}])  # the first batch expires halfway
+    summary = await refine_batch(
+        data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path, steps=1)
+    )
+    assert summary.ok == 6 and online_chats(fake_server) == []
+    first, second = batch_inputs(fake_server)
+    assert len(first) == 6 and len(second) == 4  # the error line and the 3 left by expiry
+    assert set(second) < set(first)
+    records = {r["id"]: r for r in read_records(tmp_path / "out.jsonl")}
+    assert records["i0002"]["drafts"][0]["attempts"] == 2  # in two batches
+    assert records["i0000"]["drafts"][0]["attempts"] == 1
+
+
+async def test_with_online_fallback_what_a_batch_left_is_sent_online(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(6))
+    fake_server.script_batches([{"expire_after_lines": 4}])
+    config = batch_config(fake_server, tmp_path, steps=1, batch_fallback="online")
+    summary = await refine_batch(data, tmp_path / "out.jsonl", config)
+    assert summary.ok == 6 and summary.answered_online == 2
+    assert len(fake_server.batches()) == 1 and len(online_chats(fake_server)) == 2
+    usages = [r["drafts"][0]["usage"] for r in read_records(tmp_path / "out.jsonl")]
+    assert sorted(u.get("batch", False) for u in usages) == [False] * 2 + [True] * 4
+    assert summary.batch_tokens < summary.prompt_tokens + summary.completion_tokens
+
+
+async def test_a_request_refused_in_every_batch_fails_its_item_only(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(4))
+    fake_server.script([Reply(status=500)] * 5, match="Report 1:")
+    fake_server.script([Reply(status=400, content="bad field")], match="Report 3:")
+    summary = await refine_batch(
+        data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path, steps=1)
+    )
+    records = {r["id"]: r for r in read_records(tmp_path / "out.jsonl")}
+    assert summary.ok == 2 and summary.failed == 2
+    assert "no answer after 3 batch(es)" in records["i0001"]["error"]  # max_attempts = 3
+    assert "answered 400" in records["i0003"]["error"] and "bad field" in records["i0003"]["error"]
+    assert len(fake_server.batches()) == 3  # 400 is not asked again; the 500 thrice
+
+
+async def test_files_are_split_at_the_request_limit(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(10))
+    batch = BatchConfig(poll_initial_s=0.05, poll_max_s=0.2, max_requests_per_file=4)
+    out = tmp_path / "out.jsonl"
+    summary = await refine_batch(
+        data, out, batch_config(fake_server, tmp_path, steps=1, batch=batch)
+    )
+    assert summary.ok == 10
+    assert [len(ids) for ids in batch_inputs(fake_server)] == [4, 4, 2]
+    kept = sorted(out.with_name("out.jsonl.batches").glob("*.jsonl"))
+    assert len(kept) == 3  # a copy of each input file, for vllm run-batch
+    assert sum(len(p.read_bytes().splitlines()) for p in kept) == 10
+
+
+def test_split_by_bytes_and_a_request_too_big_for_any_file() -> None:
+    lines = [(f"r{i}", b"x" * 400 + b"\n") for i in range(5)]
+    assert [len(part) for part in split_lines(lines, 100, 1024)] == [2, 2, 1]
+    with pytest.raises(ConfigError, match="r0 is 401 bytes"):
+        split_lines(lines, 100, 400)
+
+
+async def test_a_batch_failing_validation_stops_the_run_with_its_reason(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(3))
+    fake_server.script_batches([{"fail_validation": "the model field is not allowed"}])
+    with pytest.raises(FatalEndpointError, match="failed validation.*model field is not allowed"):
+        await refine_batch(data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path))
+    assert len(fake_server.batches()) == 1
+    assert not (tmp_path / "out.jsonl").exists() or read_records(tmp_path / "out.jsonl") == []
+
+
+async def test_an_endpoint_without_a_batch_api_is_one_clear_error(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(3))
+    fake_server.script_batches([{"create_status": 404}])
+    with pytest.raises(FatalEndpointError, match="has no Batch API.*without --batch-api"):
+        await refine_batch(data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path))
+
+
+def test_a_torn_last_journal_line_is_ignored_and_a_bad_one_named(tmp_path: Path) -> None:
+    path = journal_path(tmp_path / "out.jsonl")
+    journal = BatchJournal(path)
+    journal.uploaded("file-1", "http://e:80/v1", 1, ["a", "b"])
+    journal.submitted("file-1", "batch_1")
+    with path.open("ab") as file:
+        file.write(b'{"event": "closed", "batch_')  # killed mid-write
+    again = BatchJournal(path)
+    assert again.latest_holding("http://e:80/v1")["a"].batch_id == "batch_1"
+    assert again.latest_holding("http://other:80/v1") == {}
+    path.write_bytes(b"not json\n" + path.read_bytes())
+    with pytest.raises(ConfigError, match=r"out.jsonl.batches.jsonl, line 1: not a batch journal"):
+        BatchJournal(path)
