@@ -262,6 +262,13 @@ def test_refine_deploy_creates_a_pool_and_a_secret_free_deployment(
     shown = prefect_cli(["deployment", "inspect", "refine-batch/nightly"], env)
     assert "flows.batch.refine_batch" in shown and "0 2 * * *" in shown
     assert "fresh-pool" in shown and CANARY not in shown
+    assert "'mode': 'batch'" not in shown
+
+    batch = [*args, "--pool", "fresh-pool", "--name", "nightly-batch", "--batch-api"]
+    done = subprocess.run([REFINE, *batch], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = prefect_cli(["deployment", "inspect", "refine-batch/nightly-batch"], env)
+    assert "'mode': 'batch'" in shown  # the runs it starts go through the Batch API
 
     bad = subprocess.run([REFINE, *args, "--steps", "0"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "steps" in bad.stderr  # checked before anything is created
