@@ -256,10 +256,16 @@ class BatchingClient:
     def _maybe_start_round(self) -> None:
         if self._round is not None or not self._queue or self._blocked < len(self._active):
             return
-        requests, self._queue = self._queue, []
-        self._round = asyncio.create_task(self._run_round(requests), name="batch-round")
+        self._round = asyncio.create_task(self._run_round(), name="batch-round")
 
-    async def _run_round(self, requests: list[_Request]) -> None:
+    async def _run_round(self) -> None:
+        # Siblings of a waiting request (best-of-N candidates gathered at once) are scheduled
+        # in the same turn of the loop: let them join before the round takes the queue.
+        queued = -1
+        while queued != len(self._queue):
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+        requests, self._queue = self._queue, []
         try:
             await self._answer(requests)
         except (FatalEndpointError, ConfigError) as exc:

@@ -92,6 +92,47 @@ async def test_a_thousand_items_in_three_steps_match_the_online_run(
     assert again.ok == 1000 and fake_server.chat_requests() == [] and again.cache_hits == 3000
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"critique": {"enabled": True}, "samples": 1},
+        {"samples": 3, "endpoint": {"temperature": 0.7, "seed": 1}},
+        {"samples": 3, "endpoint": {"temperature": 0.7, "seed": 1, "supports_n": True}},
+    ],
+    ids=["critique", "best-of-3", "best-of-3-with-n"],
+)
+async def test_critiques_and_candidates_come_in_later_rounds_with_the_online_drafts(
+    fake_server: FakeOpenAI, tmp_path: Path, changes: dict[str, Any]
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(8))
+    endpoint = {
+        "base_url": fake_server.base_url,
+        "model": "fake-model",
+        **changes.get("endpoint", {}),
+    }
+    settings = {**changes, "endpoint": endpoint}
+    online = make_config(fake_server, tmp_path, cache_dir=tmp_path / "c1", **settings)
+    await refine_batch(data, tmp_path / "online.jsonl", online)
+    online_requests = len(fake_server.chat_requests())
+    fake_server.reset()
+    config = batch_config(fake_server, tmp_path, cache_dir=tmp_path / "c2", **settings)
+    summary = await refine_batch(data, tmp_path / "batch.jsonl", config)
+    assert summary.ok == 8 and online_chats(fake_server) == []
+    assert drafts_of(tmp_path / "batch.jsonl") == drafts_of(tmp_path / "online.jsonl")
+    assert len(fake_server.chat_requests()) == online_requests  # the same requests, batched
+    records = read_records(tmp_path / "batch.jsonl")
+    if "critique" in changes:  # each step's drafts, then its critiques: two batches a step
+        assert len(fake_server.batches()) == 2 * 3 - 1  # no critique after the last step
+        assert all(
+            d["side_requests"][0]["usage"]["batch"] for r in records for d in r["drafts"][:-1]
+        )
+    else:  # the N candidates of a step share one batch
+        assert len(fake_server.batches()) == 3
+        assert all(
+            c["usage"]["batch"] for r in records for d in r["drafts"] for c in d["candidates"]
+        )
+
+
 async def test_one_task_per_step_with_a_progress_artifact(
     fake_server: FakeOpenAI, tmp_path: Path
 ) -> None:
