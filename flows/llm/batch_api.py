@@ -130,14 +130,17 @@ class BatchAPI:
         got = await self._call(f"reading file {file_id}", lambda: self._sdk.files.content(file_id))
         return got.content
 
-    async def find_by_input(self, file_id: str) -> dict[str, Any] | None:
-        """The batch created from input file ``file_id``, searched in the provider's list
-        (newest first), or None."""
+    async def find_by_input(self, file_id: str, uploaded_at: float) -> dict[str, Any] | None:
+        """The batch created from input file ``file_id`` (uploaded at ``uploaded_at``, Unix
+        seconds), searched in the provider's list, newest first, down to the batches created
+        before the upload (an hour's margin for clocks); None when there is none."""
 
         async def search() -> dict[str, Any] | None:
             async for batch in self._sdk.batches.list(limit=100):
                 if batch.input_file_id == file_id:
                     return batch.model_dump()
+                if batch.created_at < uploaded_at - 3600:
+                    return None
             return None
 
         return await self._call("listing batches", search)

@@ -303,7 +303,7 @@ class BatchingClient:
         for file_id, share in attach.items():
             batch = self.journal.batches[file_id]
             if batch.batch_id is None:
-                found = await self.api.find_by_input(file_id)
+                found = await self.api.find_by_input(file_id, batch.uploaded_at)
                 if found is None:  # killed between upload and create: never submitted
                     fresh.extend(share)
                     continue

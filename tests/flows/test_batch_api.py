@@ -262,3 +262,25 @@ def test_a_torn_last_journal_line_is_ignored_and_a_bad_one_named(tmp_path: Path)
     path.write_bytes(b"not json\n" + path.read_bytes())
     with pytest.raises(ConfigError, match=r"out.jsonl.batches.jsonl, line 1: not a batch journal"):
         BatchJournal(path)
+
+
+async def test_a_batch_created_but_not_journaled_is_found_in_the_providers_list(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(4))
+    out = tmp_path / "out.jsonl"
+    await refine_batch(data, out, batch_config(fake_server, tmp_path, steps=1))
+    # as if killed between POST /v1/batches and the journal's line for it: the batch exists
+    journal = journal_path(out)
+    lines = journal.read_text().splitlines()
+    journal.write_text(lines[0] + "\n")  # only "uploaded" survives
+    assert json.loads(lines[0])["event"] == "uploaded"
+    out.unlink()
+    created = len(fake_server.batches())
+
+    again = batch_config(fake_server, tmp_path, steps=1, cache_dir=tmp_path / "fresh-cache")
+    summary = await refine_batch(data, out, again)
+    assert summary.ok == 4 and summary.batches_submitted == 0
+    assert len(fake_server.batches()) == created == 1  # found by its input file, not resubmitted
+    assert online_chats(fake_server) == []
+    assert '"event": "submitted"' in journal.read_text().replace('":"', '": "')
