@@ -50,6 +50,7 @@ class StepStats:
     tokens: int = 0
     prompt_tokens: int = 0
     server_cached: int = 0  # prompt tokens the server took from its prefix cache (it says so)
+    batch_tokens: int = 0  # of ``tokens``, those billed at a Batch API's price (usage.batch)
     latencies: list[float] = field(default_factory=list)
     cache_hits: int = 0
     with_problems: int = 0
@@ -63,11 +64,14 @@ class StepStats:
         """Mean of the primary reward over the drafts that have one; None when none has."""
         return sum(self.rewards) / len(self.rewards) if self.rewards else None
 
-    def row(self, sampled: bool = False, prefix_cached: bool = False) -> dict[str, Any]:
+    def row(
+        self, sampled: bool = False, prefix_cached: bool = False, batched: bool = False
+    ) -> dict[str, Any]:
         """One row of the table artifact (latencies in seconds, rounded to the millisecond);
-        ``sampled`` adds the best-of-N columns (a run where some step drew candidates) and
+        ``sampled`` adds the best-of-N columns (a run where some step drew candidates),
         ``prefix_cached`` the share of prompt tokens the server re-used (a server that reports
-        ``usage.prompt_tokens_details.cached_tokens``)."""
+        ``usage.prompt_tokens_details.cached_tokens``) and ``batched`` the tokens billed at a
+        Batch API's price (``mode = "batch"``)."""
 
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
@@ -107,6 +111,7 @@ class StepStats:
                 if prefix_cached
                 else {}
             )
+            | ({"tokens at batch price": self.batch_tokens} if batched else {})
         )
 
 
@@ -130,7 +135,8 @@ class RunStats:
         ordered = sorted(self.steps.values(), key=lambda s: (s.step, s.label.startswith("fix")))
         sampled = any(stats.sampled for stats in ordered)
         prefix_cached = any(stats.server_cached for stats in ordered)
-        return [stats.row(sampled, prefix_cached) for stats in ordered]
+        batched = any(stats.batch_tokens for stats in ordered)
+        return [stats.row(sampled, prefix_cached, batched) for stats in ordered]
 
     def add(self, record: dict[str, Any], samples: int) -> None:
         """Count one output record."""
@@ -186,6 +192,9 @@ class RunStats:
                 stats.tokens += int(usage.get("completion_tokens", 0))
                 stats.prompt_tokens += int(usage.get("prompt_tokens", 0))
                 stats.server_cached += int(usage.get("cached_tokens", 0))
+                if usage.get("batch") is True:
+                    stats.batch_tokens += int(usage.get("prompt_tokens", 0))
+                    stats.batch_tokens += int(usage.get("completion_tokens", 0))
 
 
 def read_run_stats(path: Path, samples: int = 3) -> RunStats:

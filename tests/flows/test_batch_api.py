@@ -14,6 +14,7 @@ from flows.batch import refine_batch
 from flows.config.batch import BatchConfig
 from flows.llm.batch_files import split_lines
 from flows.llm.batch_journal import BatchJournal, journal_path
+from flows.ui.run_stats import read_run_stats
 from refine.errors import ConfigError, FatalEndpointError
 from tests.batch_helpers import make_config, read_records, task_runs_of, write_rows
 from tests.fake_openai import FakeOpenAI, Reply
@@ -74,6 +75,7 @@ async def test_a_thousand_items_in_three_steps_match_the_online_run(
     records = read_records(batch_out)
     assert sorted(r["id"] for r in records) == [f"i{i:04d}" for i in range(1000)]
     assert drafts_of(batch_out) == drafts_of(online_out)  # the same drafts, step by step
+    assert all("tokens at batch price" not in row for row in read_run_stats(online_out).rows())
     # nothing went online; one batch per step, each request in exactly one batch
     assert online_chats(fake_server) == []
     inputs = batch_inputs(fake_server)
@@ -188,6 +190,8 @@ async def test_with_online_fallback_what_a_batch_left_is_sent_online(
     usages = [r["drafts"][0]["usage"] for r in read_records(tmp_path / "out.jsonl")]
     assert sorted(u.get("batch", False) for u in usages) == [False] * 2 + [True] * 4
     assert summary.batch_tokens < summary.prompt_tokens + summary.completion_tokens
+    (row,) = read_run_stats(tmp_path / "out.jsonl").rows()  # the run's per-step table artifact
+    assert row["tokens at batch price"] == summary.batch_tokens < row["tokens"]
 
 
 async def test_a_request_refused_in_every_batch_fails_its_item_only(
