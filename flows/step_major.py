@@ -76,11 +76,14 @@ async def batch_step(refiner: Refiner, wave: Wave, upstream: list[Wave], step: i
     client.expect(id(run) for run in active)
     fatal: RefineError | None = None
     try:
-        async with asyncio.TaskGroup() as group:  # a fatal error cancels the siblings
-            for run in active:
-                group.create_task(client.run_item(id(run), refiner.step(run, step)))
-    except* (FatalEndpointError, ConfigError) as stopped:
-        fatal = first_error(stopped)
+        try:
+            async with asyncio.TaskGroup() as group:  # a fatal error cancels the siblings
+                for run in active:
+                    group.create_task(client.run_item(id(run), refiner.step(run, step)))
+        except* (FatalEndpointError, ConfigError) as stopped:
+            fatal = first_error(stopped)
+    except BaseExceptionGroup as stopped:  # a stop signal (Prefect's TerminationSignal): as is
+        raise first_error(stopped) from None
     if seen:
         last = seen[0]
         await feed.report(last.completed, last.failed, last.total, last.describe(), final=True)
@@ -116,7 +119,10 @@ async def refine_step_major(
                     if run.done:
                         on_done(refiner.finish(run))
             runs.clear()
-    except (asyncio.CancelledError, KeyboardInterrupt):
+    except BaseException as exc:
+        if isinstance(exc, Exception):  # an error, not a stop: its batches stay to re-attach
+            raise
+        # a stop: Ctrl-C, SIGTERM (as Stopped, or Prefect's TerminationSignal), a cancel
         cancelled = await asyncio.shield(client.cancel_open())
         if cancelled:
             get_run_logger().warning(

@@ -284,6 +284,10 @@ class BatchingClient:
             for request in requests:
                 self._settle(request, error=EndpointError(f"batch round failed: {exc!r}"))
             raise
+        except BaseException as exc:  # a stop signal landed here: the items stop with it
+            for request in [*requests, *self._queue]:
+                self._settle(request, error=exc)
+            self._queue.clear()  # (they raise it; raised here too, it would go unheard)
         finally:
             self._round = None
             self._maybe_start_round()
