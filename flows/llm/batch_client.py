@@ -182,10 +182,14 @@ class BatchingClient:
         sampling: dict[str, Any] | None = None,
     ) -> Completion:
         """The answer to ``messages`` from the next batch round (or online, on fallback).
-        Raises EndpointError as :meth:`ChatClient.complete` does."""
+
+        A request identical to one already waiting in this round is not asked again: it gets
+        that one's answer with ``attempts`` 0, which the caller records as an answer that cost
+        nothing (as a cached one). Raises EndpointError as :meth:`ChatClient.complete` does.
+        """
         api, body, latency, attempts = await self._ask(messages, logprobs, sampling)
         if api == "online":
-            return body  # type: ignore[no-any-return]
+            return dataclasses.replace(body, attempts=attempts)  # type: ignore[no-any-return]
         answer = self.online.completion_of(body, messages, latency, attempts)
         return _batch_priced(answer)
 
@@ -201,7 +205,7 @@ class BatchingClient:
         fields = {**(self.endpoint.sampling() if sampling is None else sampling), "n": n}
         api, body, latency, attempts = await self._ask(messages, logprobs, fields)
         if api == "online":
-            return body  # type: ignore[no-any-return]
+            return [dataclasses.replace(a, attempts=attempts) for a in body]
         answers = self.online.choices_of(body, messages, n, latency, attempts)
         return [_batch_priced(answer) for answer in answers]
 
@@ -213,7 +217,8 @@ class BatchingClient:
         body = self.online.request_body(messages, logprobs, sampling)
         custom_id = custom_id_of(body)
         request = self._requests.get(custom_id)
-        if request is None:  # an identical request of this round shares the first one's answer
+        first = request is None  # else an identical request of this round: its answer shared
+        if request is None:
             future = asyncio.get_running_loop().create_future()
             request = _Request(custom_id, body, messages, logprobs, sampling, future)
             self._requests[custom_id] = request
@@ -223,7 +228,8 @@ class BatchingClient:
         self._block(item)
         self._maybe_start_round()
         try:
-            return await asyncio.shield(request.future)
+            api, body, latency, attempts = await asyncio.shield(request.future)
+            return api, body, latency, attempts if first else 0
         except asyncio.CancelledError:
             if not request.future.done():
                 request.waiters.remove(item)
@@ -506,7 +512,8 @@ class BatchingClient:
             self._settle(request, error=exc)
             return
         self.answered_online += 1
-        self._settle(request, ("online", answer, 0.0, 0))
+        attempts = answer[0].attempts if isinstance(answer, list) else answer.attempts
+        self._settle(request, ("online", answer, 0.0, attempts))
 
     # -- the run's end -----------------------------------------------------------------------
 

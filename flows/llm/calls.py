@@ -148,7 +148,7 @@ class ModelCalls:
             return hit, True
         completion = await self.client.complete(messages, logprobs=logprobs, sampling=sampling)
         self._keep(key, completion, keep)
-        return completion, False
+        return completion, completion.attempts == 0  # 0: answered by an identical request
 
     async def complete_choices(
         self,
@@ -189,7 +189,8 @@ class ModelCalls:
             )
             for index, completion in enumerate(answers[:n]):
                 self._keep(keys[index], completion, keep)
-                found[index] = Choice(completion, False, seed=seed, shared=index > 0)
+                free = completion.attempts == 0  # answered by an identical request's answer
+                found[index] = Choice(completion, free, seed=seed, shared=index > 0)
         return found
 
     def sample_seed(self, index: int) -> int:

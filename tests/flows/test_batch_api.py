@@ -288,3 +288,20 @@ async def test_a_batch_created_but_not_journaled_is_found_in_the_providers_list(
     assert len(fake_server.batches()) == created == 1  # found by its input file, not resubmitted
     assert online_chats(fake_server) == []
     assert '"event": "submitted"' in journal.read_text().replace('":"', '": "')
+
+
+async def test_identical_requests_are_asked_once_and_billed_once(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    rows = [{"id": f"d{i}", "text": "The same report, six times over."} for i in range(6)]
+    data = write_rows(tmp_path / "data.jsonl", rows)
+    summary = await refine_batch(data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path))
+    assert summary.ok == 6 and [len(ids) for ids in batch_inputs(fake_server)] == [1, 1, 1]
+    records = read_records(tmp_path / "out.jsonl")
+    paid = [d for r in records for d in r["drafts"] if not d["cached"]]
+    assert len(paid) == 3  # one item's three steps; the other five got those answers free
+    assert all(d["attempts"] == 0 for r in records for d in r["drafts"] if d["cached"])
+    sent = sum(e.body is not None and e.batch_id is not None for e in fake_server.chat_requests())
+    billed = sum(d["usage"]["prompt_tokens"] + d["usage"]["completion_tokens"] for d in paid)
+    assert sent == 3 and summary.batch_tokens == billed
+    assert summary.prompt_tokens + summary.completion_tokens == billed
