@@ -268,6 +268,7 @@ async def _run_batch(
             batches = (
                 {
                     "batches_submitted": client.batches_submitted,
+                    "batches_reattached": client.batches_reattached,
                     "batch_requests": client.requests_submitted,
                     "answered_online": client.answered_online,
                 }

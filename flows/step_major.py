@@ -72,7 +72,7 @@ async def batch_step(refiner: Refiner, wave: Wave, upstream: list[Wave], step: i
         seen[:] = [progress]
         await feed.report(progress.completed, progress.failed, progress.total, progress.describe())
 
-    client.step, client.on_progress = step, report
+    client.step, client.on_progress, client.log = step, report, get_run_logger().info
     client.expect(id(run) for run in active)
     fatal: RefineError | None = None
     try:

@@ -68,8 +68,10 @@ def _batch_rows(summary: BatchSummary) -> list[tuple[str, object]]:
     """A Batch API run's batches, and the tokens billed at the batch price."""
     if summary.mode != "batch":
         return []
-    online = f" ({summary.answered_online} sent online)" if summary.answered_online else ""
-    return [
-        ("batches (requests)", f"{summary.batches_submitted} ({summary.batch_requests}){online}"),
-        ("tokens at batch price", summary.batch_tokens),
-    ]
+    online = f", {summary.answered_online} sent online" if summary.answered_online else ""
+    submitted = f"{summary.batches_submitted} ({summary.batch_requests} requests{online})"
+    rows: list[tuple[str, object]] = [("batches submitted", submitted)]
+    if summary.batches_reattached:
+        rows.append(("batches re-attached (from an earlier run)", summary.batches_reattached))
+    rows.append(("tokens at batch price", summary.batch_tokens))
+    return rows

@@ -111,6 +111,16 @@ class RunConfig(LoopFields):
             raise SamplingConflict(problem)
         return self
 
+    @model_validator(mode="after")
+    def _batch_needs_a_batch_api(self) -> RunConfig:
+        """Refuse ``mode = "batch"`` before anything starts when no endpoint can take it."""
+        if self.mode == "batch" and (self.endpoint.embedded or not self.endpoint.base_url):
+            raise ValueError(
+                'mode = "batch" (--batch-api) needs an endpoint with a Batch API: pass '
+                "--base-url (e.g. https://api.openai.com/v1); the embedded local model has none"
+            )
+        return self
+
     @field_validator("cache_dir", "template_dirs", "examples_path")
     @classmethod
     def _expand_home(cls, value: Path | list[Path] | None) -> Path | list[Path] | None:

@@ -61,8 +61,12 @@ class BatchAPI:
                     self.http_attempts += 1
                     return await call()
         except openai.APIStatusError as exc:
-            message = redact(str(exc.message), self._secret)
+            message = redact(_provider_message(exc), self._secret)
             status = exc.status_code
+            if status in (400, 413, 422) and what.startswith(("uploading", "creating")):
+                raise FatalEndpointError(  # the same for every request: stop the run once
+                    f"{self.url} refused {what} ({status}): {message}", status=status, url=self.url
+                ) from None
             if status in (401, 403):
                 raise FatalEndpointError(
                     f"{self.url} refused {what} ({status}): {message}", status=status, url=self.url
@@ -73,8 +77,9 @@ class BatchAPI:
                 ) from None
             if status == 404:
                 raise FatalEndpointError(
-                    f"{self.url} has no Batch API ({what} answered 404: {message}); run without "
-                    '--batch-api (mode = "online")',
+                    f"{self.url} has no Batch API ({what} answered 404: {message}); check that "
+                    "--base-url is the API's root (e.g. https://api.openai.com/v1), or run "
+                    'without --batch-api (mode = "online")',
                     status=404,
                     url=self.url,
                 ) from None
@@ -147,3 +152,12 @@ class BatchAPI:
 
     async def aclose(self) -> None:
         await self._sdk.close()
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    """The provider's own words for a refusal (``error.message`` of its body), else the SDK's."""
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(exc.message)

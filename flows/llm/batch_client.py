@@ -40,6 +40,8 @@ __all__ = ["BatchProgress", "BatchingClient"]
 logger = logging.getLogger(__name__)
 
 _ITEM: ContextVar[object | None] = ContextVar("refine_batch_item", default=None)
+LOG_EVERY_S = 300.0
+"""A batch's state is logged when its status changes, and at least this often (seconds)."""
 RESUBMIT_CODES = frozenset({"token_limit_exceeded", "rate_limit_exceeded"})
 """Batch ``errors`` codes that mean "not now" (the provider's queue is full), not a bad file."""
 
@@ -113,8 +115,11 @@ class BatchingClient:
         self._sleep = sleep
         self.step = 1
         self.on_progress: Callable[[BatchProgress], Awaitable[None]] | None = None
+        self.log: Callable[[str], None] = logger.info  # the run's logger, where one runs
         self.batches_submitted = 0
+        self.batches_reattached = 0
         self.requests_submitted = 0
+        self._rounds: dict[int, int] = {}  # step -> rounds started (drafts, then critiques, ...)
         self.answered_online = 0
         self._requests: dict[str, _Request] = {}
         self._queue: list[_Request] = []
@@ -318,12 +323,11 @@ class BatchingClient:
                     fresh.extend(share)
                     continue
                 self.journal.submitted(file_id, found["id"])
-            logger.info(
-                "re-attaching to batch %s (step %d, %d of its requests still wanted)",
-                batch.batch_id,
-                batch.step,
-                len(share),
+            self.log(
+                f"step {self.step}: re-attached to batch {batch.batch_id} (submitted by an "
+                f"earlier run; {len(share)} of its requests still wanted)"
             )
+            self.batches_reattached += 1
             jobs.append((batch, share))
         jobs.extend(await self._submit(fresh))
         progress = BatchProgress(step=self.step, batches=len(jobs))
@@ -336,7 +340,10 @@ class BatchingClient:
 
     async def _submit(self, requests: list[_Request]) -> list[tuple[JournalBatch, list[_Request]]]:
         """Upload and create batches for ``requests``, journaling each before and after."""
+        if not requests:
+            return []
         by_id = {request.custom_id: request for request in requests}
+        round_ = self._rounds[self.step] = self._rounds.get(self.step, 0) + 1
         lines = (
             (request.custom_id, input_line(request.custom_id, request.body)) for request in requests
         )
@@ -344,23 +351,22 @@ class BatchingClient:
         jobs = []
         for number, part in enumerate(parts, 1):
             data = b"".join(line for _, line in part)
-            name = f"refine-step-{self.step}-part-{number}.jsonl"
+            name = f"refine-step-{self.step}-round-{round_}-part-{number}.jsonl"
             file_id = await self.api.upload(name, data)
             custom_ids = [custom_id for custom_id, _ in part]
-            self.journal.uploaded(file_id, self.endpoint_id, self.step, custom_ids)
+            self.journal.uploaded(file_id, self.endpoint_id, self.step, custom_ids, round_)
             self._keep_copy(name, file_id, data)
             made = await self.api.create(
-                file_id, self.config.completion_window, {"refine_step": str(self.step)}
+                file_id,
+                self.config.completion_window,
+                {"refine_step": str(self.step), "refine_round": str(round_)},
             )
             self.journal.submitted(file_id, made["id"])
             self.batches_submitted += 1
             self.requests_submitted += len(part)
-            logger.info(
-                "step %d: batch %s submitted (%d requests, %s bytes)",
-                self.step,
-                made["id"],
-                len(part),
-                f"{len(data):,}",
+            self.log(
+                f"step {self.step}: batch {made['id']} submitted ({len(part)} requests, "
+                f"{len(data):,} bytes, round {round_})"
             )
             jobs.append((self.journal.batches[file_id], [by_id[c] for c in custom_ids]))
         return jobs
@@ -387,7 +393,7 @@ class BatchingClient:
         for request in share:
             request.submissions += 1
             request.seen.add(batch.file_id)
-        started = time.monotonic()
+        started = told = time.monotonic()
         wait = self.config.poll_initial_s
         while True:  # a cancelled run leaves the batch in _open: cancel_open() cancels it
             try:
@@ -399,6 +405,12 @@ class BatchingClient:
                 return
             status = str(state.get("status"))
             counts = state.get("request_counts") or {}
+            if progress.statuses.get(batch_id) != status or time.monotonic() - told > LOG_EVERY_S:
+                told = time.monotonic()
+                self.log(
+                    f"step {self.step}: batch {batch_id} {status}: {counts.get('completed', 0)} "
+                    f"of {counts.get('total', 0)} answered, {counts.get('failed', 0)} failed"
+                )
             progress.statuses[batch_id] = status
             await self._report(progress, batch_id, counts)
             if status in TERMINAL:
@@ -406,7 +418,7 @@ class BatchingClient:
             await self._sleep(wait)
             wait = min(self.config.poll_max_s, wait * 1.5)
         self._open.pop(batch_id, None)
-        latency = time.monotonic() - started
+        latency = _provider_latency(state) or time.monotonic() - started
         await self._settle_batch(batch_id, state, share, latency)
         if not batch.closed:
             self.journal.closed(batch_id, status)
@@ -494,7 +506,8 @@ class BatchingClient:
             else:
                 self._queue.append(request)
         if requests:
-            logger.info("%d request(s) asked again (%s): %s", len(requests), self.fallback, why)
+            where = "online" if self.fallback == "online" else "in the next batch"
+            self.log(f"{len(requests)} request(s) asked again {where}: {why}")
 
     async def _ask_online(self, request: _Request) -> None:
         try:
@@ -552,3 +565,19 @@ def _retryable(result: BatchResult) -> bool:
 def _batch_priced(answer: Completion) -> Completion:
     usage: Usage = answer.usage.model_copy(update={"batch": True})
     return dataclasses.replace(answer, usage=usage, api="batch")
+
+
+def _provider_latency(state: dict[str, Any]) -> float | None:
+    """Seconds from the batch's creation to its end, by the provider's own timestamps."""
+    created = state.get("created_at")
+    ended = next(
+        (
+            state[k]
+            for k in ("completed_at", "expired_at", "cancelled_at", "failed_at")
+            if state.get(k)
+        ),
+        None,
+    )
+    if isinstance(created, int | float) and isinstance(ended, int | float) and ended >= created:
+        return float(ended - created)
+    return None

@@ -112,14 +112,18 @@ class BatchJournal:
             ) from None
         self._apply(entry)
 
-    def uploaded(self, file_id: str, endpoint: str, step: int, custom_ids: list[str]) -> None:
-        """Record an input file before its batch is created."""
+    def uploaded(
+        self, file_id: str, endpoint: str, step: int, custom_ids: list[str], round_: int = 1
+    ) -> None:
+        """Record an input file before its batch is created (``round_``: the step's drafts are
+        round 1, then its critiques, judges or repeats)."""
         self._append(
             {
                 "event": "uploaded",
                 "file_id": file_id,
                 "endpoint": endpoint,
                 "step": step,
+                "round": round_,
                 "custom_ids": custom_ids,
                 "at": time.time(),
             }

@@ -39,6 +39,7 @@ class BatchSummary(BaseModel):
     tokens_estimated: bool = False  # some answers came without usage: counted by estimate
     mode: str = "online"  # "batch": through the endpoint's Batch API (--batch-api)
     batches_submitted: int = 0  # batches this run created (re-attached ones not counted)
+    batches_reattached: int = 0  # batches an earlier (killed) run created, read by this one
     batch_requests: int = 0  # requests in those batches
     batch_tokens: int = 0  # of prompt + completion tokens, those billed at the batch price
     answered_online: int = 0  # requests a batch left unanswered, sent online (batch_fallback)

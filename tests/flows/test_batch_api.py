@@ -12,6 +12,7 @@ import pytest
 
 from flows.batch import refine_batch
 from flows.config.batch import BatchConfig
+from flows.config.run import EnvironmentSettings, build_run_config
 from flows.llm.batch_files import split_lines
 from flows.llm.batch_journal import BatchJournal, journal_path
 from flows.ui.run_stats import read_run_stats
@@ -242,6 +243,26 @@ async def test_a_batch_failing_validation_stops_the_run_with_its_reason(
         await refine_batch(data, tmp_path / "out.jsonl", batch_config(fake_server, tmp_path))
     assert len(fake_server.batches()) == 1
     assert not (tmp_path / "out.jsonl").exists() or read_records(tmp_path / "out.jsonl") == []
+
+
+async def test_a_batch_the_provider_refuses_to_create_stops_the_run_once(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(5))
+    fake_server.script_batches([{"create_status": 400}])
+    config = batch_config(fake_server, tmp_path, batch=BatchConfig(completion_window="1h"))
+    with pytest.raises(FatalEndpointError, match=r"refused creating a batch \(400\): Fake error"):
+        await refine_batch(data, tmp_path / "out.jsonl", config)
+    assert not (tmp_path / "out.jsonl").exists() or read_records(tmp_path / "out.jsonl") == []
+
+
+def test_batch_mode_without_an_endpoint_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("REFINE_BASE_URL", "OPENAI_BASE_URL", "REFINE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="needs an endpoint with a Batch API.*embedded"):
+        build_run_config({"mode": "batch"}, env=EnvironmentSettings())
 
 
 async def test_an_endpoint_without_a_batch_api_is_one_clear_error(

@@ -86,7 +86,7 @@ def test_kill_9_while_polling_then_the_restart_submits_nothing_new(
         control = FakeOpenAIControl(base_url)
         control.script_batches([{"hold_after_lines": 10}])  # step 1's batch stops halfway
         command, out, ids = _setup(tmp_path, base_url)
-        env = refine_env(prefect_server, tmp_path)
+        env = refine_env(prefect_server, tmp_path, PREFECT_LOGGING_LEVEL="INFO")
         run = _start(command, env)
         _wait_for(lambda: _held_and_polled(control, 2), "the first batch to be polled")
         os.killpg(run.pid, signal.SIGKILL)
@@ -102,6 +102,8 @@ def test_kill_9_while_polling_then_the_restart_submits_nothing_new(
         control.release_batches()
         stdout, stderr = restart.communicate(timeout=120)
         assert restart.returncode == 0, stderr[-3000:]
+        assert f"re-attached to batch {control.batches()[0]['id']}" in stderr
+        assert "batches re-attached" in stdout  # the summary table
         batches = control.batches()
         posts = [e for e in control.requests if e.method == "POST" and e.path == "/v1/batches"]
         answered = _answered_ids(base_url, control)
