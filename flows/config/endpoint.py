@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from refine.errors import ConfigError
 
-__all__ = ["EndpointConfig", "RetryConfig"]
+__all__ = ["RATE_LIMIT_NAME", "EndpointConfig", "RetryConfig"]
+
+RATE_LIMIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@+=,-]*$"
+"""What a rate limit name may hold: Prefect refuses ``/ % & < >`` in a limit's name, and the
+name travels in a URL path of its API, so nothing that needs quoting there either."""
 
 
 class _Strict(BaseModel):
@@ -36,6 +40,31 @@ class EndpointConfig(_Strict):
         description=(
             "a Prefect global concurrency limit every request holds a slot of, across all "
             "workers (create it: prefect gcl create NAME --limit N); two API calls a request"
+        ),
+    )
+    rpm: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "requests per minute to this endpoint, for every process that shares the rate "
+            "limit (see rate_limit_name); each HTTP attempt counts, retries too; None: unlimited"
+        ),
+    )
+    tpm: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "tokens per minute (prompt + completion) to this endpoint, shared like rpm; a "
+            "request counts its estimated prompt plus max_tokens, corrected by its usage"
+        ),
+    )
+    rate_limit_name: str | None = Field(
+        default=None,
+        pattern=RATE_LIMIT_NAME,
+        max_length=200,
+        description=(
+            "the name of the shared rpm/tpm limit: runs naming the same one share it "
+            "(default: the endpoint's address and the model, never the key)"
         ),
     )
     supports_n: bool = Field(

@@ -31,6 +31,7 @@ from flows.llm.answer import (
     raise_if_error,
     token_logprobs,
 )
+from flows.llm.rate_limit import RateCall, RateLimiter
 from flows.llm.redact import redact
 from flows.llm.retry import (
     CallTimeoutError,
@@ -91,6 +92,7 @@ class ChatClient:
         self.retry = retry
         self._sleep = sleep
         self._limiter = asyncio.Semaphore(max_in_flight)
+        self.rate = RateLimiter(endpoint, retry, sleep)  # rpm, tpm and the provider's pauses
         self._fatal: FatalEndpointError | None = None
         self.http_attempts = 0
         self._warned_estimate = False  # the run's one warning that usage is estimated
@@ -171,11 +173,12 @@ class ChatClient:
         if self._fatal is not None:
             raise self._fatal
         attempts = 0
+        call = RateCall()  # the pause its own 429 sets is timed by the retry policy
         try:
             async for attempt in build_retrying(self.retry, sleep=self._sleep):
                 with attempt:
                     attempts += 1
-                    response, on_wire = await self._attempt(messages, logprobs, sampling)
+                    response, on_wire = await self._attempt(messages, logprobs, sampling, call)
                     raise_if_error(response)  # inside the attempt: the policy may retry it
         except openai.APIStatusError as exc:
             raise self._http_error(exc, attempts) from None
@@ -204,32 +207,52 @@ class ChatClient:
         return response, on_wire, attempts
 
     async def _attempt(
-        self, messages: list[Message], logprobs: bool, sampling: dict[str, Any] | None
+        self,
+        messages: list[Message],
+        logprobs: bool,
+        sampling: dict[str, Any] | None,
+        call: RateCall | None = None,
     ) -> tuple[Any, float]:
-        """One HTTP request and its time on the wire (time queued for a slot not counted)."""
+        """One HTTP request and its time on the wire (time queued for a slot not counted).
+
+        Waits in turn for a free in-flight slot, the global concurrency limit's slot and the
+        rate limits (:mod:`flows.llm.rate_limit`), the last right before sending so the
+        bucket's time is the server's; an answer's usage and headers go back to the limits.
+        """
+        call = call or RateCall()
+        body = self.request_body(messages, logprobs, sampling)
         async with self._limiter:
             if self._fatal is not None:  # refused while this call waited for a slot
                 raise self._fatal
             self.http_attempts += 1
-            deadline = self.retry.call_deadline_s
-            try:
-                async with self._global_slot(), asyncio.timeout(deadline):
-                    # The SDK's documented low-level ``post``: ``chat.completions.create`` first
-                    # walks the messages through its TypedDict transform, which cost about
-                    # 1.6 ms of CPU per request here and changes nothing in a chat body. The
-                    # raw answer is read as plain JSON: building the SDK's pydantic models
-                    # cost another 0.3 ms a request, for the four fields we keep.
-                    started = time.perf_counter()
-                    raw = await self._sdk.post(
-                        "/chat/completions",
-                        body=self.request_body(messages, logprobs, sampling),
-                        cast_to=httpx2.Response,
-                    )
-                    return decode_body(raw.content), time.perf_counter() - started
-            except TimeoutError:
-                raise CallTimeoutError(
-                    f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
-                ) from None
+            async with self._global_slot():
+                ticket = await self.rate.before_send(body, call)
+                try:
+                    raw, on_wire = await self._post(body)
+                except openai.APIStatusError as exc:
+                    self.rate.refused(ticket, exc, call)
+                    raise
+                answer = decode_body(raw.content)
+        await self.rate.after_answer(ticket, answer, raw.headers)
+        return answer, on_wire
+
+    async def _post(self, body: dict[str, Any]) -> tuple[httpx2.Response, float]:
+        """The request on the wire within the call's deadline: the raw answer and its time."""
+        deadline = self.retry.call_deadline_s
+        try:
+            async with asyncio.timeout(deadline):
+                # The SDK's documented low-level ``post``: ``chat.completions.create`` first
+                # walks the messages through its TypedDict transform, which cost about
+                # 1.6 ms of CPU per request here and changes nothing in a chat body. The
+                # raw answer is read as plain JSON: building the SDK's pydantic models
+                # cost another 0.3 ms a request, for the four fields we keep.
+                started = time.perf_counter()
+                raw = await self._sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                return raw, time.perf_counter() - started
+        except TimeoutError:
+            raise CallTimeoutError(
+                f"no answer from {self.endpoint.base_url} within the {deadline:g} s deadline"
+            ) from None
 
     def _global_slot(self) -> AbstractAsyncContextManager[object]:
         """A slot of the endpoint's Prefect global concurrency limit, when one is named.
