@@ -141,13 +141,14 @@ def run(
         ),
     ] = False,
     batch_api: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--batch-api",
+            "--batch-api/--online",
             help="Send each step's requests through the endpoint's Batch API (step-major, "
-            "about half the price; answers within [batch] completion_window).",
+            "about half the price; answers within [batch] completion_window), or online "
+            "(default: the config's mode, else online).",
         ),
-    ] = False,
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     task_runner: Annotated[
@@ -184,7 +185,7 @@ def run(
         "use_cache": False if no_cache else None,
         "skip_invalid": True if skip_invalid else None,
         "retry_failed": True if retry_failed else None,
-        "mode": "batch" if batch_api else None,
+        "mode": None if batch_api is None else ("batch" if batch_api else "online"),
         "endpoint": {
             "model": model,
             "base_url": base_url,

@@ -35,8 +35,12 @@ Config = Annotated[Path | None, typer.Option("--config", help="TOML config file.
 Name = Annotated[str, typer.Option(help="Deployment name.")]
 Cron = Annotated[str | None, typer.Option(help='Schedule, e.g. "0 2 * * *" (02:00 daily).')]
 BatchApi = Annotated[
-    bool,
-    typer.Option("--batch-api", help="Runs send each step's requests through the Batch API."),
+    bool | None,
+    typer.Option(
+        "--batch-api/--online",
+        help="Runs send each step's requests through the Batch API, or online (default: the "
+        "config's mode, else online).",
+    ),
 ]
 
 
@@ -59,7 +63,8 @@ def _prepare(
     endpoint = {"model": model, "base_url": base_url, "api_key_secret": api_key_secret}
     fields = ("task", "steps", "chunk_size", "concurrency")
     overrides = {**{k: settings[k] for k in fields}, "endpoint": endpoint}
-    overrides["mode"] = "batch" if settings.get("batch_api") else None
+    batch_api = settings.get("batch_api")
+    overrides["mode"] = None if batch_api is None else ("batch" if batch_api else "online")
 
     def build() -> tuple[dict[str, Any], Any]:
         run_config = build_run_config(overrides, config)
@@ -91,7 +96,7 @@ def serve_cmd(
     chunk_size: ChunkSize = None,
     concurrency: Concurrency = None,
     api_key_secret: KeySecret = None,
-    batch_api: BatchApi = False,
+    batch_api: BatchApi = None,
     config: Config = None,
     name: Name = DEFAULT_DEPLOYMENT,
     cron: Cron = None,
@@ -113,7 +118,7 @@ def deploy_cmd(
     chunk_size: ChunkSize = None,
     concurrency: Concurrency = None,
     api_key_secret: KeySecret = None,
-    batch_api: BatchApi = False,
+    batch_api: BatchApi = None,
     config: Config = None,
     name: Name = DEFAULT_DEPLOYMENT,
     cron: Cron = None,

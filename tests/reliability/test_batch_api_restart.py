@@ -146,3 +146,19 @@ def test_a_stopped_run_cancels_its_batch_and_the_restart_keeps_what_it_answered(
     assert sum(answered.values()) == 3 * ITEMS and max(answered.values()) == 1
     records = records_by_id(out, ids)
     assert all(r["status"] == "ok" and len(r["drafts"]) == 3 for r in records.values())
+
+
+def test_online_on_the_command_line_wins_over_batch_mode_in_the_config(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    with fake_server_process() as base_url:
+        control = FakeOpenAIControl(base_url)
+        command, out, ids = _setup(tmp_path, base_url)
+        config = Path(command[command.index("--config") + 1])
+        config.write_text('mode = "batch"\n' + config.read_text())
+        online = [arg for arg in command if arg != "--batch-api"] + ["--online"]
+        result = refine(online[1:], refine_env(prefect_server, tmp_path), timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert control.batches() == []
+        assert len(control.chat_requests()) == 3 * ITEMS
+    assert len(records_by_id(out, ids)) == ITEMS
