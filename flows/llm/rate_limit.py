@@ -87,6 +87,10 @@ class Ticket:
     prompt_chars: int
 
 
+_UNLIMITED = Ticket(0, 0, 0)
+"""The ticket of a request in a run without rpm or tpm."""
+
+
 class RateLimiter:
     """The rate limits of one client: the run's pause, and the rpm/tpm buckets if set."""
 
@@ -116,7 +120,10 @@ class RateLimiter:
         self._logged: dict[str, float] = {}  # topic -> when its last line was logged
 
     async def before_send(self, body: Mapping[str, Any], call: RateCall) -> Ticket:
-        """Wait until ``body`` may be sent: the pause, then its share of each bucket."""
+        """Wait until ``body`` may be sent: the pause, then its share of each bucket. Without
+        rpm or tpm nothing is waited for, estimated or read (the path every request takes)."""
+        if not self._wanted:
+            return _UNLIMITED
         started = time.monotonic()
         await self._pause(call)
         estimate, chars = self.estimator.estimate(body)
@@ -162,6 +169,8 @@ class RateLimiter:
 
     async def after_answer(self, ticket: Ticket, body: Any, headers: Mapping[str, str]) -> None:
         """Learn from an answer: the provider's headers, then its tokens beyond the estimate."""
+        if not self._wanted:
+            return
         self._hold(RateHeaders.read(headers).pause(ticket.estimate))
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             return
@@ -183,6 +192,8 @@ class RateLimiter:
 
     def refused(self, ticket: Ticket, exc: openai.APIStatusError, call: RateCall) -> None:
         """A refusal: a 429 pauses every request (its own retry is timed by the policy)."""
+        if not self._wanted:
+            return
         headers = RateHeaders.read(exc.response.headers)
         if exc.status_code != 429:
             self._hold(headers.pause(ticket.estimate))
