@@ -267,9 +267,9 @@ async def _run_batch(
             http_attempts = client.http_attempts
             batches = (
                 {
-                    "batches_submitted": client.batches_submitted,
-                    "batches_reattached": client.batches_reattached,
-                    "batch_requests": client.requests_submitted,
+                    "batches_submitted": client.runner.batches_submitted,
+                    "batches_reattached": client.runner.batches_reattached,
+                    "batch_requests": client.runner.requests_submitted,
                     "answered_online": client.answered_online,
                 }
                 if isinstance(client, BatchingClient)

@@ -16,7 +16,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.data.records import Item, Trajectory
-from flows.llm.batch_client import BatchingClient, BatchProgress
+from flows.llm.batch_client import BatchingClient
+from flows.llm.batch_runner import BatchProgress
 from flows.loop.refiner import ItemRun, Refiner
 from flows.ui.batch_progress import BatchStepFeed
 from refine.errors import ConfigError, FatalEndpointError, RefineError, first_error
@@ -72,7 +73,8 @@ async def batch_step(refiner: Refiner, wave: Wave, upstream: list[Wave], step: i
         seen[:] = [progress]
         await feed.report(progress.completed, progress.failed, progress.total, progress.describe())
 
-    client.step, client.on_progress, client.log = step, report, get_run_logger().info
+    runner = client.runner
+    runner.step, runner.on_progress, runner.log = step, report, get_run_logger().info
     client.expect(id(run) for run in active)
     fatal: RefineError | None = None
     try:

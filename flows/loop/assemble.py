@@ -13,6 +13,7 @@ from flows.llm.api_key import api_key_for
 from flows.llm.batch_api import BatchAPI
 from flows.llm.batch_client import BatchingClient
 from flows.llm.batch_journal import BatchJournal, journal_path
+from flows.llm.batch_runner import BatchRunner
 from flows.llm.cache import RequestCache
 from flows.llm.calls import ModelCalls, endpoint_identity
 from flows.llm.client import ChatClient
@@ -57,16 +58,14 @@ async def open_refiner(
     online = ChatClient(config.endpoint, config.retry, api_key, max_in_flight=config.concurrency)
     client: ChatClient | BatchingClient = online
     if config.mode == "batch" and output_path is not None:
-        client = BatchingClient(
-            online,
+        runner = BatchRunner(
             BatchAPI(config.endpoint, config.retry, api_key),
             BatchJournal(journal_path(output_path)),
             config.batch,
-            config.retry,
-            config.batch_fallback,
             endpoint_identity(config.endpoint),
             files_dir=output_path.with_name(output_path.name + ".batches"),
         )
+        client = BatchingClient(online, runner, config.retry, config.batch_fallback)
     calls = ModelCalls(client, cache, config.endpoint, logprobs=plan.needs_logprobs)
     try:
         clean = cleaner_chain(config, renderer.kind)

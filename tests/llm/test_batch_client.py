@@ -11,8 +11,9 @@ import pytest
 from flows.config.batch import BatchConfig
 from flows.config.endpoint import EndpointConfig, RetryConfig
 from flows.llm.batch_api import BatchAPI
-from flows.llm.batch_client import BatchingClient, BatchProgress
+from flows.llm.batch_client import BatchingClient
 from flows.llm.batch_journal import BatchJournal
+from flows.llm.batch_runner import BatchProgress, BatchRunner
 from flows.llm.client import ChatClient
 from tests.fake_openai import FakeOpenAI
 
@@ -24,14 +25,14 @@ class StopSignal(BaseException):
 def _client(server: FakeOpenAI, tmp_path: Path) -> BatchingClient:
     endpoint = EndpointConfig(base_url=server.base_url, model="m")
     retry = RetryConfig(max_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.05)
-    return BatchingClient(
-        ChatClient(endpoint, retry, None, max_in_flight=4),
+    runner = BatchRunner(
         BatchAPI(endpoint, retry, None),
         BatchJournal(tmp_path / "out.jsonl.batches.jsonl"),
         BatchConfig(poll_initial_s=0.05, poll_max_s=0.1),
-        retry,
-        "resubmit",
         "http://fake",
+    )
+    return BatchingClient(
+        ChatClient(endpoint, retry, None, max_in_flight=4), runner, retry, "resubmit"
     )
 
 
@@ -61,7 +62,7 @@ async def test_a_stop_signal_inside_a_round_reaches_the_waiting_items(
     async def signal_lands(progress: BatchProgress) -> None:  # runs inside the round's task
         raise StopSignal
 
-    client.on_progress = signal_lands
+    client.runner.on_progress = signal_lands
     client.expect(range(2))
 
     async def ask(item: int) -> None:
