@@ -16,9 +16,20 @@ from typing import Any
 
 import orjson
 
+from flows.llm.retry import RETRYABLE_STATUS
 from refine.errors import ConfigError
 
-__all__ = ["CHAT_URL", "BatchResult", "custom_id_of", "input_line", "parse_results", "split_lines"]
+__all__ = [
+    "CHAT_URL",
+    "BatchResult",
+    "batch_errors",
+    "custom_id_of",
+    "input_line",
+    "parse_results",
+    "provider_latency",
+    "retryable",
+    "split_lines",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -120,3 +131,36 @@ def parse_results(data: bytes, source: str) -> dict[str, BatchResult]:
             "%s: %d line(s) could not be read; their requests are asked again", source, bad
         )
     return found
+
+
+def retryable(result: BatchResult) -> bool:
+    """A request's error worth asking again: a rate limit, a timeout or a server error."""
+    status = result.status
+    return status is None or status in RETRYABLE_STATUS or status >= 500
+
+
+def provider_latency(state: dict[str, Any]) -> float | None:
+    """Seconds from the batch's creation to its end, by the provider's own timestamps."""
+    created = state.get("created_at")
+    ended = next(
+        (
+            state[k]
+            for k in ("completed_at", "expired_at", "cancelled_at", "failed_at")
+            if state.get(k)
+        ),
+        None,
+    )
+    if isinstance(created, int | float) and isinstance(ended, int | float) and ended >= created:
+        return float(ended - created)
+    return None
+
+
+def batch_errors(state: Mapping[str, Any]) -> tuple[set[str], str]:
+    """A failed batch's error codes, and its first three errors as one line of text (with
+    the input line each names)."""
+    errors = [e for e in ((state.get("errors") or {}).get("data") or []) if isinstance(e, dict)]
+    described = "; ".join(
+        f"line {e['line']}: {e.get('message')}" if e.get("line") else str(e.get("message"))
+        for e in errors[:3]
+    )
+    return {str(e.get("code")) for e in errors}, described

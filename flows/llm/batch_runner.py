@@ -19,10 +19,17 @@ from typing import Any
 
 from flows.config.batch import BatchConfig
 from flows.llm.batch_api import TERMINAL, BatchAPI, BatchNotFound
-from flows.llm.batch_files import BatchResult, input_line, parse_results, split_lines
+from flows.llm.batch_files import (
+    BatchResult,
+    batch_errors,
+    input_line,
+    parse_results,
+    provider_latency,
+    retryable,
+    split_lines,
+)
 from flows.llm.batch_journal import BatchJournal, JournalBatch
 from flows.llm.client import Message
-from flows.llm.retry import RETRYABLE_STATUS
 from refine.errors import EndpointError, FatalEndpointError, RefineError, first_error
 
 __all__ = ["BatchOutcome", "BatchProgress", "BatchRunner", "PendingRequest"]
@@ -247,7 +254,7 @@ class BatchRunner:
             await self._sleep(wait)
             wait = min(self.config.poll_max_s, wait * 1.5)
         self._open.pop(batch_id, None)
-        latency = _provider_latency(state) or time.monotonic() - started
+        latency = provider_latency(state) or time.monotonic() - started
         settle(await self._outcome(batch_id, state, share, latency))
         if not batch.closed:
             self.journal.closed(batch_id, status)
@@ -267,15 +274,7 @@ class BatchRunner:
         """What an ended batch did for each of ``share``, from its output and error files."""
         status = state.get("status")
         if status == "failed":
-            errors = ((state.get("errors") or {}).get("data")) or []
-            codes = {str(e.get("code")) for e in errors if isinstance(e, dict)}
-            described = "; ".join(
-                f"line {e.get('line')}: {e.get('message')}"
-                if e.get("line")
-                else str(e.get("message"))
-                for e in errors[:3]
-                if isinstance(e, dict)
-            )
+            codes, described = batch_errors(state)
             if codes and codes <= RESUBMIT_CODES:
                 why = f"batch {batch_id} was refused for now: {described}"
                 return BatchOutcome(unanswered=share, why=why)
@@ -298,7 +297,7 @@ class BatchRunner:
             result = results.get(request.custom_id)
             if result is not None and result.answered:
                 outcome.answered.append((request, result.body))
-            elif result is not None and not _retryable(result):
+            elif result is not None and not retryable(result):
                 error = EndpointError(
                     f"{self.api.url} answered {result.status} in batch {batch_id}: "
                     f"{result.message()}",
@@ -326,25 +325,3 @@ class BatchRunner:
             except RefineError as exc:
                 logger.warning("could not cancel batch %s: %s", batch_id, exc)
         return cancelled
-
-
-def _retryable(result: BatchResult) -> bool:
-    """A request's error worth asking again: a rate limit, a timeout or a server error."""
-    status = result.status
-    return status is None or status in RETRYABLE_STATUS or status >= 500
-
-
-def _provider_latency(state: dict[str, Any]) -> float | None:
-    """Seconds from the batch's creation to its end, by the provider's own timestamps."""
-    created = state.get("created_at")
-    ended = next(
-        (
-            state[k]
-            for k in ("completed_at", "expired_at", "cancelled_at", "failed_at")
-            if state.get(k)
-        ),
-        None,
-    )
-    if isinstance(created, int | float) and isinstance(ended, int | float) and ended >= created:
-        return float(ended - created)
-    return None
