@@ -15,7 +15,9 @@ unpickling a shard's error by its module path)::
     │   └── MissingFieldsError  rows that lack variables their templates use (all listed at once)
     ├── TemplateError           a template that is missing, broken, unsafe or renders too much
     ├── EndpointError           a model call that failed after its retries (exit code 1)
-    │   └── FatalEndpointError  401/403/404: no later call can succeed, so the run stops once
+    │   ├── FatalEndpointError  401/403/404: no later call can succeed, so the run stops once
+    │   └── BatchNotFound       the provider knows no such batch or file: its requests are
+    │                             asked again (flows.llm.batch_api)
     ├── InvalidTests            a row's ``tests`` do not parse or hold no assert
     │                             (postprocess.sandbox.models)
     ├── ValidatorCrashed        a validator raised or returned no ValidationResult: its item fails

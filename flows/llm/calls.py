@@ -7,23 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from flows.config.run import EndpointConfig
 from flows.data.records import CachedAnswer, SideRequest
-from flows.llm.batch_client import BatchingClient
 from flows.llm.cache import RequestCache, request_key
-from flows.llm.client import ChatClient, Completion
+from flows.llm.client import Completion
+from flows.llm.endpoint_id import EMBEDDED_MODEL, endpoint_identity
 from flows.llm.finish import finish_problem
 
-__all__ = ["Choice", "ModelCalls", "endpoint_identity", "reusable", "side_request"]
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-EMBEDDED_MODEL = "embedded-local-model"
-"""The endpoint named in the keys of the embedded local model, whose port changes every run."""
+__all__ = [
+    "EMBEDDED_MODEL",
+    "Choice",
+    "CompletionSource",
+    "ModelCalls",
+    "endpoint_identity",
+    "reusable",
+    "side_request",
+]
 
 
 @dataclass(frozen=True)
@@ -37,32 +40,6 @@ class Choice:
     cached: bool
     seed: int | None = None
     shared: bool = False
-
-
-def endpoint_identity(endpoint: EndpointConfig) -> str:
-    """Which server answers, as the cache key names it: ``scheme://host:port/path``.
-
-    Two servers behind the same model name answer differently, so the endpoint is part of
-    every key. Normalized so that spellings of one URL are one endpoint: scheme and host in
-    lower case, the default port written out, no trailing slash. Never the API key, and never
-    what a URL may carry beside the address (``user:password@``, a query such as
-    ``?api-key=...``, a fragment). The embedded local model (marked ``embedded`` by
-    ``flows.local.endpoint``, never guessed from a loopback address: a user's own local server
-    is its own endpoint) listens on a new free port each run; its served name is the model
-    file's, so it is keyed as one endpoint.
-    """
-    url = urlsplit((endpoint.base_url or "").strip())
-    scheme = url.scheme.lower()
-    host = (url.hostname or "").lower()
-    if endpoint.embedded:  # set only where refine serves it, never guessed from the address
-        return EMBEDDED_MODEL
-    try:
-        port: int | str | None = url.port or DEFAULT_PORTS.get(scheme)
-    except ValueError:  # a port that is not a number: keep the text, still without userinfo
-        port = url.netloc.rpartition(":")[2]
-    shown_host = f"[{host}]" if ":" in host else host
-    address = f"{shown_host}:{port}" if port else shown_host
-    return f"{scheme}://{address}{url.path.rstrip('/')}"
 
 
 def reusable(content: str, finish_reason: str | None) -> bool:
@@ -86,6 +63,31 @@ def side_request(role: str, completion: Completion, cached: bool) -> SideRequest
     )
 
 
+class CompletionSource(Protocol):
+    """What answers a run's requests: :class:`~flows.llm.client.ChatClient` online, or
+    :class:`~flows.llm.batch_client.BatchingClient` through a Batch API."""
+
+    @property
+    def http_attempts(self) -> int: ...
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        logprobs: bool = False,
+        sampling: dict[str, Any] | None = None,
+    ) -> Completion: ...
+
+    async def complete_choices(
+        self,
+        messages: list[dict[str, str]],
+        n: int,
+        *,
+        logprobs: bool = False,
+        sampling: dict[str, Any] | None = None,
+    ) -> list[Completion]: ...
+
+
 class ModelCalls:
     """Sends requests, or answers them from the cache; counts hits and tokens.
 
@@ -95,7 +97,7 @@ class ModelCalls:
 
     def __init__(
         self,
-        client: ChatClient | BatchingClient,
+        client: CompletionSource,
         cache: RequestCache | None,
         endpoint: EndpointConfig,
         *,

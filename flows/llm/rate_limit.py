@@ -30,6 +30,7 @@ from typing import Any
 import openai
 
 from flows.config.run import EndpointConfig, RetryConfig
+from flows.llm.endpoint_id import endpoint_identity
 from flows.llm.rate_buckets import Bucket, Buckets, Kind, open_buckets
 from flows.llm.rate_estimate import TokenEstimator
 from flows.llm.rate_headers import RateHeaders
@@ -58,9 +59,6 @@ def rate_limit_base(endpoint: EndpointConfig) -> str:
     """
     if endpoint.rate_limit_name:
         return endpoint.rate_limit_name
-    # imported here: flows.llm.calls imports the client, which imports this module
-    from flows.llm.calls import endpoint_identity
-
     address = endpoint_identity(endpoint).split("://", 1)[-1]
     return f"{_name_part(endpoint.model or '')}@{_name_part(address)}"
 
