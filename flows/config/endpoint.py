@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from refine.errors import ConfigError
 
@@ -98,6 +98,18 @@ class EndpointConfig(_Strict):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"must be plain JSON: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _tpm_holds_one_request(self) -> EndpointConfig:
+        """Refuse a tpm below max_tokens: every request counts its max_tokens against tpm, so
+        none would ever fit in a minute's tokens (the run would overrun the limit, then stall)."""
+        if self.tpm is not None and self.max_tokens is not None and self.tpm < self.max_tokens:
+            raise ValueError(
+                f"tpm = {self.tpm} is below max_tokens = {self.max_tokens}: each request "
+                "counts its max_tokens (plus its prompt) against tpm, so not one fits in a "
+                f"minute; raise tpm to at least {self.max_tokens} or lower max_tokens"
+            )
+        return self
 
     def require_target(self) -> None:
         """Raise ConfigError unless both where to send requests and which model are known."""

@@ -129,3 +129,23 @@ def test_the_default_limit_name_is_the_address_and_model_never_a_secret() -> Non
 def test_a_rate_limit_name_prefect_cannot_hold_is_refused_with_the_config(name: str) -> None:
     with pytest.raises(ValueError, match="rate_limit_name"):
         EndpointConfig(rate_limit_name=name)
+
+
+def test_a_tpm_below_max_tokens_is_refused_at_config_time_naming_both_and_the_fix() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        EndpointConfig(tpm=150, max_tokens=200)
+    message = str(refused.value)
+    assert "tpm = 150" in message and "max_tokens = 200" in message
+    assert "raise tpm to at least 200 or lower max_tokens" in message
+    assert EndpointConfig(tpm=200, max_tokens=200).tpm == 200  # one request a minute fits
+    assert EndpointConfig(tpm=150, max_tokens=None).tpm == 150  # no max_tokens: nothing known
+
+
+def test_the_run_s_configuration_refuses_it_as_a_config_error() -> None:
+    from flows.config.run import build_run_config
+    from refine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"endpoint: tpm = 150 is below max_tokens = 200"):
+        build_run_config({"endpoint": {"tpm": 150, "max_tokens": 200}})
