@@ -26,13 +26,24 @@ from typing import Literal, Protocol
 from flows.llm.run_log import run_log
 from refine.errors import ConfigError, EndpointError
 
-__all__ = ["Bucket", "Buckets", "Kind", "LocalBuckets", "PrefectBuckets", "open_buckets"]
+__all__ = [
+    "Bucket",
+    "Buckets",
+    "Kind",
+    "LocalBuckets",
+    "PrefectBuckets",
+    "describe",
+    "number",
+    "open_buckets",
+]
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["requests", "tokens"]
 BURST_SHARE = 10
 """A bucket holds 1/BURST_SHARE of its per-minute limit (6 seconds' worth), at least 1."""
+DECAY_TOLERANCE = 1e-4
+"""An existing limit's decay this close (relative) to the config's is the config's."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ class LocalBuckets:
 
 class PrefectBuckets:
     """Prefect global concurrency limits with slot decay, shared by every process of the
-    Prefect server; ``capacities`` are the limits as they exist there."""
+    Prefect server; ``capacities`` are the most one take may ask."""
 
     shared = True
 
@@ -124,9 +135,10 @@ class PrefectBuckets:
 async def open_buckets(buckets: dict[Kind, Bucket]) -> Buckets:
     """Prefect's limits when a Prefect API is configured and answers, else this process's.
 
-    Creates each Prefect limit that is missing; one that exists is used as it is (a log line
-    says when it differs from ``buckets``). A Prefect API that does not answer gives local
-    buckets, with a warning: other processes are then not counted.
+    Creates each Prefect limit that is missing and updates one whose limit or decay differ
+    from ``buckets`` (a log line says so); one without slot decay stops the run. A Prefect
+    API that does not answer gives local buckets, with a warning: other processes are then
+    not counted.
     """
     import httpx
     from prefect.settings import get_current_settings
@@ -150,9 +162,13 @@ async def open_buckets(buckets: dict[Kind, Bucket]) -> Buckets:
 
 
 async def _ensure_limit(bucket: Bucket) -> int:
-    """Create the Prefect limit of ``bucket`` if missing; the capacity of the one in use."""
+    """Make the Prefect limit of ``bucket`` what the config says: created if missing, updated
+    if its limit or decay differ; the capacity of the one in use."""
     from prefect import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     async with get_client() as client:
@@ -170,37 +186,53 @@ async def _ensure_limit(bucket: Bucket) -> int:
                 run_log(
                     logger,
                     logging.INFO,
-                    "created the Prefect rate limit %r: %d per minute (holds %d, drains %.4g/s)",
+                    "created the Prefect rate limit %r: %s",
                     bucket.name,
-                    bucket.per_minute,
-                    bucket.capacity,
-                    bucket.decay_per_s,
+                    describe(bucket.capacity, bucket.decay_per_s),
                 )
                 return bucket.capacity
-    if found.slot_decay_per_second <= 0:
-        raise ConfigError(
-            f"the Prefect limit {bucket.name!r} has no slot decay: it is a concurrency limit, "
-            "not a rate limit; delete it (prefect gcl delete NAME) or set another "
-            "[endpoint] rate_limit_name"
-        )
+        if found.slot_decay_per_second <= 0:
+            raise ConfigError(
+                f"the Prefect limit {bucket.name!r} has no slot decay: it is a concurrency "
+                "limit, not a rate limit; delete it (prefect gcl delete NAME) or set another "
+                "[endpoint] rate_limit_name"
+            )
+        if found.limit != bucket.capacity or not math.isclose(
+            found.slot_decay_per_second, bucket.decay_per_s, rel_tol=DECAY_TOLERANCE
+        ):
+            # the config decides: a limit outlives its runs (it lives in the Prefect database)
+            update = GlobalConcurrencyLimitUpdate(
+                limit=bucket.capacity, slot_decay_per_second=bucket.decay_per_s
+            )
+            await client.update_global_concurrency_limit(bucket.name, update)
+            run_log(
+                logger,
+                logging.INFO,
+                "updated the Prefect rate limit %r to the config's: from %s to %s",
+                bucket.name,
+                describe(found.limit, found.slot_decay_per_second),
+                describe(bucket.capacity, bucket.decay_per_s),
+            )
     if not found.active:
         run_log(
             logger, logging.WARNING, "the Prefect rate limit %r is inactive: no limit", bucket.name
         )
-    elif found.limit != bucket.capacity or not math.isclose(
-        found.slot_decay_per_second, bucket.decay_per_s, rel_tol=1e-6
-    ):
-        run_log(
-            logger,
-            logging.WARNING,
-            "the Prefect rate limit %r exists with limit %d and decay %.4g/s (%.4g per minute); "
-            "it is used as it is, not as %d per minute (limit %d, decay %.4g/s)",
-            bucket.name,
-            found.limit,
-            found.slot_decay_per_second,
-            found.limit + 60 * found.slot_decay_per_second,
-            bucket.per_minute,
-            bucket.capacity,
-            bucket.decay_per_s,
-        )
-    return found.limit
+    return bucket.capacity
+
+
+def describe(capacity: int, decay_per_s: float) -> str:
+    """A bucket in words: ``20 per minute (holds 2, drains 0.317/s)``.
+
+    The per minute is what the bucket lets through any 60 s, ``capacity + 60 * decay - 1``
+    rounded down (a bucket made from X gives X back).
+    """
+    per_minute = math.floor(capacity + 60 * decay_per_s - 1 + 1e-6)
+    return f"{per_minute:,} per minute (holds {capacity:,}, drains {number(decay_per_s)}/s)"
+
+
+def number(value: float) -> str:
+    """``value`` for a reader: ``0.317``, ``12``, ``250,000``; never an exponent."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    text = f"{value:,.3f}" if value >= 0.01 else f"{value:.6f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -31,7 +31,7 @@ import openai
 
 from flows.config.run import EndpointConfig, RetryConfig
 from flows.llm.endpoint_id import endpoint_identity
-from flows.llm.rate_buckets import Bucket, Buckets, Kind, open_buckets
+from flows.llm.rate_buckets import Bucket, Buckets, Kind, number, open_buckets
 from flows.llm.rate_estimate import TokenEstimator
 from flows.llm.rate_headers import RateHeaders
 from flows.llm.retry import retry_after_seconds
@@ -138,7 +138,9 @@ class RateLimiter:
             await self._pause(call)  # one set while this request waited
             waited = time.monotonic() - started
             if waited >= LONG_WAIT_S and self._may_log("long", waited):
-                run_log(logger, logging.INFO, "a request waited %.3g s for the rate limit", waited)
+                run_log(
+                    logger, logging.INFO, "a request waited %s s for the rate limit", number(waited)
+                )
         return Ticket(estimate, taken, chars)
 
     async def _wait_for(self, takes: Awaitable[Any], buckets: Buckets) -> None:
@@ -150,7 +152,7 @@ class RateLimiter:
                 where = (
                     "shared through Prefect" if buckets.shared else "counted in this process only"
                 )
-                limits = ", ".join(f"{b.name} = {b.per_minute}" for b in self._wanted.values())
+                limits = ", ".join(f"{b.name} = {b.per_minute:,}" for b in self._wanted.values())
                 run_log(
                     logger,
                     logging.INFO,
@@ -217,10 +219,10 @@ class RateLimiter:
             run_log(
                 logger,
                 logging.WARNING,
-                "%s says its rate limit is spent (%s): every request of this run waits %.3g s",
+                "%s says its rate limit is spent (%s): every request of this run waits %s s",
                 self.endpoint.base_url,
                 pause[1],
-                seconds,
+                number(seconds),
             )
         return self.resume_at
 

@@ -51,20 +51,28 @@ async def test_the_run_creates_the_limits_it_needs_named_without_the_key(
     assert len(created) == 2 and not any("sk-test-secret" in line for line in created)
 
 
-async def test_an_existing_limit_is_used_as_it_is_and_the_log_says_so(
+async def test_an_existing_limit_that_differs_is_updated_to_the_config_s_and_the_log_says_so(
     fake_server: FakeOpenAI, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = f"team-llm-{fake_server.port}"
     await _create_limit(f"rpm:{name}", limit=2, decay=1.0)  # 2 at once, then 1 a second
-    client = make_client(rpm=6000, rate_limit_name=name)  # would allow 100 a second
-    with caplog.at_level(logging.WARNING, logger="flows.llm.rate_buckets"):
+    client = make_client(rpm=6000, rate_limit_name=name)  # 600 at once, then 90 a second
+    with caplog.at_level(logging.INFO, logger="flows.llm.rate_buckets"):
         for _ in range(4):
             await client.complete(MESSAGES)
     times = [e.received for e in fake_server.chat_requests()]
-    assert times[-1] - times[0] >= 1.0  # 4 requests took the existing limit's pace
+    assert times[-1] - times[0] < 0.9  # the config's pace, not the old limit's 1 a second
+    bucket = Bucket.per_minute_limit(f"rpm:{name}", 6000)
+    assert await _read_limit(bucket.name) == (600, pytest.approx(bucket.decay_per_s))
     [line] = [r.getMessage() for r in caplog.records]
-    assert f"rpm:{name}" in line and "used as it is" in line and "limit 2" in line
-    assert await _read_limit(f"rpm:{name}") == (2, 1.0)  # not changed
+    assert line == (
+        f"updated the Prefect rate limit 'rpm:{name}' to the config's: from 61 per minute "
+        "(holds 2, drains 1/s) to 6,000 per minute (holds 600, drains 90.017/s)"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="flows.llm.rate_buckets"):  # a later run: as is
+        await make_client(rpm=6000, rate_limit_name=name).complete(MESSAGES)
+    assert caplog.records == []
 
 
 async def test_a_concurrency_limit_of_the_name_stops_the_run_before_any_request(

@@ -149,3 +149,19 @@ def test_the_run_s_configuration_refuses_it_as_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"endpoint: tpm = 150 is below max_tokens = 200"):
         build_run_config({"endpoint": {"tpm": 150, "max_tokens": 200}})
+
+
+def test_numbers_in_the_rate_limit_lines_read_plainly() -> None:
+    from flows.llm.rate_buckets import describe, number
+
+    rpm20, tpm = Bucket.per_minute_limit("r", 20), Bucket.per_minute_limit("t", 12_000)
+    assert describe(rpm20.capacity, rpm20.decay_per_s) == "20 per minute (holds 2, drains 0.317/s)"
+    assert (
+        describe(tpm.capacity, tpm.decay_per_s) == "12,000 per minute (holds 1,200, drains 180/s)"
+    )
+    assert [number(v) for v in (1.5e7, 120.4, 2.5, 0.0001)] == [
+        "15,000,000",
+        "120",
+        "2.5",
+        "0.0001",
+    ]
