@@ -52,7 +52,17 @@ class BatchAPI:
             timeout=openai.Timeout(retry.call_deadline_s, connect=retry.connect_timeout_s),
         )
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        submits: bool = False,
+        by_id: bool = False,
+    ) -> T:
+        """``call`` under the retry policy. ``submits``: a 400/413/422 refuses what every
+        request of the run would send, so it stops the run; ``by_id``: a 404 means the id is
+        unknown (:class:`BatchNotFound`), not that the endpoint has no Batch API."""
         attempts = 0
         try:
             async for attempt in build_retrying(self.retry, sleep=asyncio.sleep):
@@ -63,7 +73,7 @@ class BatchAPI:
         except openai.APIStatusError as exc:
             message = redact(_provider_message(exc), self._secret)
             status = exc.status_code
-            if status in (400, 413, 422) and what.startswith(("uploading", "creating")):
+            if status in (400, 413, 422) and submits:
                 raise FatalEndpointError(  # the same for every request: stop the run once
                     f"{self.url} refused {what} ({status}): {message}", status=status, url=self.url
                 ) from None
@@ -71,7 +81,7 @@ class BatchAPI:
                 raise FatalEndpointError(
                     f"{self.url} refused {what} ({status}): {message}", status=status, url=self.url
                 ) from None
-            if status == 404 and what.startswith(("reading batch", "reading file")):
+            if status == 404 and by_id:
                 raise BatchNotFound(
                     f"{self.url}: {what}: not found ({message})", status=404
                 ) from None
@@ -100,6 +110,7 @@ class BatchAPI:
         made = await self._call(
             "uploading a batch input file",
             lambda: self._sdk.files.create(file=(name, data, "application/jsonl"), purpose="batch"),
+            submits=True,
         )
         return made.id
 
@@ -113,13 +124,14 @@ class BatchAPI:
                 completion_window=window,  # type: ignore[arg-type]
                 metadata=metadata,
             ),
+            submits=True,
         )
         return made.model_dump()
 
     async def retrieve(self, batch_id: str) -> dict[str, Any]:
         """The batch object now. Raises BatchNotFound for an unknown id."""
         found = await self._call(
-            f"reading batch {batch_id}", lambda: self._sdk.batches.retrieve(batch_id)
+            f"reading batch {batch_id}", lambda: self._sdk.batches.retrieve(batch_id), by_id=True
         )
         return found.model_dump()
 
@@ -132,7 +144,9 @@ class BatchAPI:
 
     async def content(self, file_id: str) -> bytes:
         """The bytes of an output or error file. Raises BatchNotFound for an unknown id."""
-        got = await self._call(f"reading file {file_id}", lambda: self._sdk.files.content(file_id))
+        got = await self._call(
+            f"reading file {file_id}", lambda: self._sdk.files.content(file_id), by_id=True
+        )
         return got.content
 
     async def find_by_input(self, file_id: str, uploaded_at: float) -> dict[str, Any] | None:

@@ -302,4 +302,4 @@ class BatchingClient:
 
 def _batch_priced(answer: Completion) -> Completion:
     usage: Usage = answer.usage.model_copy(update={"batch": True})
-    return dataclasses.replace(answer, usage=usage, api="batch")
+    return dataclasses.replace(answer, usage=usage)

@@ -62,7 +62,6 @@ class Completion:
     latency_s: float  # the answering attempt's time on the wire
     attempts: int
     token_logprobs: tuple[float, ...] | None = None  # only when asked for (``logprobs=True``)
-    api: str = "online"  # "batch": answered through a Batch API at its price
 
 
 def _server_message(exc: openai.APIStatusError) -> str:

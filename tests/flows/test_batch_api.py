@@ -326,3 +326,19 @@ async def test_identical_requests_are_asked_once_and_billed_once(
     billed = sum(d["usage"]["prompt_tokens"] + d["usage"]["completion_tokens"] for d in paid)
     assert sent == 3 and summary.batch_tokens == billed
     assert summary.prompt_tokens + summary.completion_tokens == billed
+
+
+async def test_a_journaled_batch_the_provider_no_longer_knows_is_asked_again(
+    fake_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", _rows(4))
+    out = tmp_path / "out.jsonl"
+    await refine_batch(data, out, batch_config(fake_server, tmp_path, steps=1))
+    journal = journal_path(out)
+    known = fake_server.batches()[0]["id"]
+    journal.write_text(journal.read_text().replace(known, "batch_deleted_by_the_provider"))
+    out.unlink()
+    again = batch_config(fake_server, tmp_path, steps=1, cache_dir=tmp_path / "fresh-cache")
+    summary = await refine_batch(data, out, again)  # a 404 on its id: lost, not "no Batch API"
+    assert summary.ok == 4 and summary.batches_submitted == 1
+    assert len(fake_server.batches()) == 2
