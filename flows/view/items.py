@@ -55,10 +55,14 @@ def load_trajectories(
     return records
 
 
+_KNOWN_SHOWN = 5
+
+
 def _unknown_ids(unknown: list[str], by_id: dict[str, Trajectory]) -> str:
     names = ", ".join(repr(item_id) for item_id in unknown)
     noun = "id" if len(unknown) == 1 else "ids"
-    return f"no item with {noun} {names} in this output ({len(by_id)} item(s))"
+    known = ", ".join(list(by_id)[:_KNOWN_SHOWN]) + (", …" if len(by_id) > _KNOWN_SHOWN else "")
+    return f"no item with {noun} {names} in this output ({len(by_id)} item(s): {known or 'none'})"
 
 
 def primary_reward(record: Trajectory) -> str | None:
