@@ -11,9 +11,10 @@ Finished items go to the output file as soon as their chunk's step returns.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +175,16 @@ def plan_chunks(config: RunConfig, items: int) -> tuple[int, int]:
 
 
 async def _run_chunks(
-    refiner: Refiner, pending: list[Item], on_done: Callable[[Trajectory], None]
+    refiner: Refiner, pending: Iterable[Item], total: int, on_done: Callable[[Trajectory], None]
 ) -> RefineError | None:
-    """Refine ``pending`` in chunks, enough of them at once to keep every request slot busy;
-    the error that stops the run, if one happened (no chunk starts after it)."""
+    """Refine the ``total`` items of ``pending`` in chunks, enough of them at once to keep every
+    request slot busy; the error that stops the run, if one happened (no chunk starts after it).
+
+    ``pending`` is read a chunk at a time, as a chunk can start: a dataset read from disk
+    (:class:`flows.data.reading.ItemStream`) holds only the chunks in flight in memory.
+    """
     config = refiner.config
-    size, in_flight = plan_chunks(config, len(pending))
+    size, in_flight = plan_chunks(config, total)
     if config.chunk_size and size != config.chunk_size:
         get_run_logger().warning(
             "chunk size raised to %d: at most %d task runs", size, MAX_TASK_RUNS
@@ -187,16 +192,24 @@ async def _run_chunks(
     slots = asyncio.Semaphore(in_flight)
     stopped: list[RefineError] = []
 
-    async def run_chunk(index: int, start: int) -> None:
-        async with slots:
+    async def run_chunk(index: int, items: list[Item]) -> None:
+        try:
             if stopped:  # the run is stopping: start no more task runs
                 return
-            if fatal := await _refine_chunk(refiner, index, pending[start : start + size], on_done):
+            if fatal := await _refine_chunk(refiner, index, items, on_done):
                 stopped.append(fatal)
+        finally:
+            slots.release()
 
+    items = iter(pending)
     async with asyncio.TaskGroup() as group:
-        for index, start in enumerate(range(0, len(pending), size)):
-            group.create_task(run_chunk(index, start))
+        for index in itertools.count():
+            await slots.acquire()  # the next chunk is read only when it can start
+            chunk = list(itertools.islice(items, size))
+            if not chunk or stopped:
+                slots.release()
+                break
+            group.create_task(run_chunk(index, chunk))
     return stopped[0] if stopped else None
 
 
@@ -231,21 +244,24 @@ async def _run_batch(
 ) -> BatchSummary:
     started = time.perf_counter()
     logger = get_run_logger()
-    checked = load_input(input_path, config)  # the one read of the dataset
-    items = checked.items
+    checked = load_input(input_path, config)  # the one check of the dataset
+    items, ids = checked.items, checked.ids
+    if checked.selection:
+        logger.info("input: %s of %s", checked.selection, input_path)
     # the one scan of the output: resume and progress
     with OutputLog(output_path, retry_failed=config.retry_failed) as out:
         # done: ids not taken up again (a retried id counts when its new record lands)
-        progress.start(items=len(items), done=len(out.finished), offset=out.complete_bytes)
-        pending = [item for item in items if item.id not in out.finished]
-        skipped = len(items) - len(pending)
-        retried = sum(item.id in out.retrying for item in pending)
-        failed_before = sum(item.id in out.failed - out.retrying for item in items)
+        progress.start(items=len(ids), done=len(out.finished), offset=out.complete_bytes)
+        pending = (item for item in items if item.id not in out.finished)
+        to_run = sum(item_id not in out.finished for item_id in ids)
+        skipped = len(ids) - to_run
+        retried = sum(item_id in out.retrying for item_id in ids if item_id not in out.finished)
+        failed_before = sum(item_id in out.failed - out.retrying for item_id in ids)
         if skipped:
-            logger.info("resuming %s: %d of %d done before", output_path, skipped, len(items))
+            logger.info("resuming %s: %d of %d done before", output_path, skipped, len(ids))
         if retried:
             logger.info("retrying %d failed item(s) of %s", retried, output_path)
-        async with open_refiner(config, items, output_path) as refiner:
+        async with open_refiner(config, checked.exemplars, output_path, count=len(ids)) as refiner:
             tally = Tally()
 
             def finished(record: Trajectory) -> None:
@@ -257,7 +273,7 @@ async def _run_batch(
             if config.mode == "batch":  # step-major, through the endpoint's Batch API
                 fatal = await refine_step_major(refiner, pending, finished)
             else:
-                fatal = await _run_chunks(refiner, pending, finished)
+                fatal = await _run_chunks(refiner, pending, to_run, finished)
             if fatal is not None:
                 raise fatal
             cache = refiner.calls.cache
@@ -280,9 +296,9 @@ async def _run_batch(
         output_path=output_path,
         rows_read=checked.rows_read,
         invalid=len(checked.skipped_lines),
-        items=len(items),
+        items=len(ids),
         skipped=skipped,
-        ran=len(pending),
+        ran=to_run,
         retried=retried,
         failed_before=failed_before,
         ok=tally.ok,
@@ -296,6 +312,7 @@ async def _run_batch(
         stop_reasons=dict(tally.stop_reasons.most_common()),
         mode=config.mode,
         batch_tokens=tally.batch_tokens,
+        selection=checked.selection,
         **batches,
     )
     logger.info("done: %d ok, %d failed, %d skipped", summary.ok, summary.failed, skipped)

@@ -10,7 +10,8 @@ the provider works. A dataset bigger than ``[batch] max_items_per_wave`` runs in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import count, islice
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -93,10 +94,11 @@ async def batch_step(refiner: Refiner, wave: Wave, upstream: list[Wave], step: i
 
 
 async def refine_step_major(
-    refiner: Refiner, items: list[Item], on_done: Callable[[Trajectory], None]
+    refiner: Refiner, items: Iterable[Item], on_done: Callable[[Trajectory], None]
 ) -> RefineError | None:
     """Take ``items`` through their steps, a step at a time over all of them (in waves of
-    ``[batch] max_items_per_wave``), handing each to ``on_done`` once it is done.
+    ``[batch] max_items_per_wave``, read from ``items`` one wave at a time), handing each to
+    ``on_done`` once it is done.
 
     Returns the error that stops the whole run, if one happened. A cancelled run (Ctrl-C, a
     stop signal, a cancel in the Prefect UI) asks the provider to cancel its open batches.
@@ -105,8 +107,11 @@ async def refine_step_major(
     assert isinstance(client, BatchingClient)
     size = refiner.config.batch.max_items_per_wave
     try:
-        for index, start in enumerate(range(0, len(items), size)):
-            runs = [refiner.start(item) for item in items[start : start + size]]
+        pending = iter(items)
+        for index in count():
+            runs = [refiner.start(item) for item in islice(pending, size)]
+            if not runs:
+                break
             wave = Wave(index, runs)
             upstream: list[Wave] = []
             for step in range(1, refiner.config.steps + 1):

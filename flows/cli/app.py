@@ -24,7 +24,6 @@ from flows.config.text import refuse_paths_not_text
 if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.config.run import RunConfig
-    from flows.data.records import Item
     from flows.ops.lifecycle import PrefectApi
 
 __all__ = ["app"]
@@ -276,7 +275,7 @@ def _run(
                 )
             elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
                 probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
-            summary = _run_batch(input_path, output, config, checked.items, quiet, prefect_api)
+            summary = _run_batch(input_path, output, config, checked.ids, quiet, prefect_api)
             return summary, len(checked.skipped_lines)
 
 
@@ -292,7 +291,7 @@ def _run_batch(
     input_path: Path,
     output: Path,
     config: RunConfig,
-    items: list[Item],
+    ids: list[str],
     quiet: bool,
     prefect_api: PrefectApi,
 ) -> BatchSummary:
@@ -304,7 +303,7 @@ def _run_batch(
 
     # repairs a torn tail, reports how much is left
     with OutputLog(output, retry_failed=config.retry_failed) as out:
-        remaining = sum(item.id not in out.finished for item in items)
+        remaining = sum(item_id not in out.finished for item_id in ids)
         watcher = OutputWatcher(output, offset=out.complete_bytes)
 
     async def main() -> BatchSummary:

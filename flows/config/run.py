@@ -28,6 +28,7 @@ from flows.config.endpoint import EndpointConfig, RetryConfig
 from flows.config.local import LocalModelConfig, is_model_path
 from flows.config.loop import LoopFields, Spec
 from flows.config.text import header_safe_key, refuse_invalid_text
+from flows.data.input_config import InputConfig
 from refine.errors import ConfigError
 
 __all__ = [
@@ -96,6 +97,7 @@ class RunConfig(LoopFields):
         "send it online",
     )
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
     use_cache: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
     config_file: Path | None = None

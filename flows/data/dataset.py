@@ -1,4 +1,4 @@
-"""Reading datasets (JSONL or CSV) into validated :class:`Item` records.
+"""Reading JSONL and CSV datasets into validated :class:`Item` records.
 
 Every problem in the file is collected before anything runs, so one error names each bad line
 and field at once instead of failing on the first and losing the rest. A bad record is a problem
@@ -17,7 +17,20 @@ from flows.data.records import Item
 from refine.errors import FieldProblem, InputError
 from refine.jsonl import parse_jsonl
 
-__all__ = ["CSV_MISSING_VALUES", "read_items", "read_rows", "rows_found"]
+__all__ = [
+    "CSV_MISSING_VALUES",
+    "UNKNOWN_FORMAT",
+    "parse_text_file",
+    "read_items",
+    "read_rows",
+    "rows_found",
+    "to_items",
+]
+
+UNKNOWN_FORMAT = (
+    "unknown format: use .jsonl, .csv, .parquet, a folder saved by Hugging Face datasets' "
+    "save_to_disk, or a Hub dataset name (owner/name)"
+)
 
 RESERVED = ("id", "reference")
 
@@ -56,12 +69,10 @@ def read_items(path: Path) -> list[Item]:
     return items
 
 
-def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
-    """The good rows of ``path`` as Items, and a problem for each bad line, sorted by line.
+def parse_text_file(path: Path) -> tuple[Rows, list[FieldProblem]]:
+    """The records of a JSONL or CSV file as ``(line, row)``, and a problem for each bad line.
 
-    A problem on line 0 concerns the whole file (no rows); a missing or unreadable file, or an
-    unknown format, raises InputError. A duplicate id keeps its first row: the later ones are
-    problems.
+    Raises InputError for a missing or unreadable file, a UTF-16/32 one or an unknown format.
     """
     try:
         data = path.read_bytes()
@@ -79,8 +90,20 @@ def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
     elif suffix == ".csv":
         rows, problems = _csv_rows(data)
     else:
-        raise InputError(path, [FieldProblem(0, None, "unknown format: use .jsonl or .csv")])
-    items = _to_items(rows, problems)
+        raise InputError(path, [FieldProblem(0, None, UNKNOWN_FORMAT)])
+    return rows, problems
+
+
+def read_rows(path: Path) -> tuple[list[Item], list[FieldProblem]]:
+    """The good rows of ``path`` (JSONL or CSV) as Items, and a problem for each bad line,
+    sorted by line.
+
+    A problem on line 0 concerns the whole file (no rows); a missing or unreadable file, or an
+    unknown format, raises InputError. A duplicate id keeps its first row: the later ones are
+    problems.
+    """
+    rows, problems = parse_text_file(path)
+    items = to_items(rows, problems, {})
     if not items and not problems:
         problems.append(FieldProblem(0, None, "the file has no rows"))
     return items, sorted(problems, key=lambda p: p.line)
@@ -234,9 +257,13 @@ def _not_utf8(text: str, start: int, end: int, first: int) -> str | None:
     return f"not UTF-8 ({where})"
 
 
-def _to_items(rows: Rows, problems: list[FieldProblem]) -> list[Item]:
+def to_items(rows: Rows, problems: list[FieldProblem], seen: dict[str, int]) -> list[Item]:
+    """``rows`` as Items; a row with a bad or duplicate id becomes a problem in ``problems``.
+
+    ``seen`` maps each id met so far to its line, so rows read in blocks share one duplicate
+    check (pass the same dict for every block of a dataset).
+    """
     items: list[Item] = []
-    seen: dict[str, int] = {}
     for line, row in rows:
         raw_id = row.get("id", line)
         if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":

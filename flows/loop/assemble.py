@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,10 +34,16 @@ smaller run has its empty answers as failed items (a few failures, not a failure
 
 @asynccontextmanager
 async def open_refiner(
-    config: RunConfig, items: list[Item], output_path: Path | None = None
+    config: RunConfig,
+    items: Sequence[Item],
+    output_path: Path | None = None,
+    *,
+    count: int | None = None,
 ) -> AsyncIterator[Refiner]:
     """A Refiner with its client, cache, cleaners, checks and few-shot demos; closes the client
-    after. ``items`` decide the task defaults (see :mod:`flows.loop.defaults`).
+    after. ``items`` decide the task defaults (see :mod:`flows.loop.defaults`): the run's items,
+    or the few that decide them (:attr:`flows.loop.preflight.CheckedInput.exemplars`) with
+    ``count``, the number of items the run holds.
 
     With ``mode = "batch"`` the client sends requests through the endpoint's Batch API, and
     journals its batches beside ``output_path`` (required then: ConfigError without it).
@@ -70,7 +76,8 @@ async def open_refiner(
     try:
         clean = cleaner_chain(config, renderer.kind)
         # the first few answers all empty: a broken chat template, not bad luck (issue 14)
-        empty_limit = EMPTY_ANSWERS_TO_STOP if len(items) >= EMPTY_ANSWERS_TO_STOP else 0
+        total = len(items) if count is None else count
+        empty_limit = EMPTY_ANSWERS_TO_STOP if total >= EMPTY_ANSWERS_TO_STOP else 0
         yield Refiner(config, renderer, calls, clean, plan, empty_limit)
     finally:
         await client.aclose()

@@ -9,14 +9,16 @@ field; with it those rows are reported and left out, and the rest run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from flows.config.run import RunConfig
-from flows.data.dataset import CSV_MISSING_VALUES, read_rows, rows_found
+from flows.data.dataset import CSV_MISSING_VALUES, rows_found
+from flows.data.reading import ItemStream, item_blocks
 from flows.data.records import Item
+from flows.data.sources import DataSource, TextFileSource, open_source
 from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
 from flows.loop.render import StepRenderer
@@ -44,14 +46,21 @@ list of strings too; :func:`flows.loop.plan.check_loop_inputs` checks them."""
 class CheckedInput:
     """The rows a run will refine, and the bad rows left out (only under ``skip_invalid``).
 
-    ``rows_read`` counts the rows (records) found in the file, good or bad: blank lines, a CSV
-    header and lines an unclosed quote swallowed are not rows. Each row read is either in
-    ``items`` or left out, so ``rows_read == len(items) + len(skipped_lines)``.
+    ``rows_read`` counts the rows (records) chosen from the dataset (all, or those ``--limit``
+    or ``--sample`` chose), good or bad: blank lines, a CSV header and lines an unclosed quote
+    swallowed are not rows. Each row read is either in ``items`` or left out, so
+    ``rows_read == len(items) + len(skipped_lines)``. ``items`` is a list for a JSONL or CSV
+    file and an :class:`~flows.data.reading.ItemStream` (read again when iterated) for Parquet
+    and Hugging Face datasets; ``ids`` are its ids in order, and ``exemplars`` the few items
+    that decide the task defaults (the first with a reference, the first with tests).
     """
 
-    items: list[Item]
+    items: Collection[Item]
     skipped: list[FieldProblem] = field(default_factory=list)
     rows_read: int = field(kw_only=True)
+    ids: list[str] = field(kw_only=True, default_factory=list)
+    exemplars: list[Item] = field(kw_only=True, default_factory=list)
+    selection: str | None = field(kw_only=True, default=None)
 
     @property
     def skipped_lines(self) -> list[int]:
@@ -151,7 +160,7 @@ def value_problems(
 
 def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
     """Read ``path`` and check it (see :func:`load_input`) before any request is sent."""
-    return load_input(path, config).items
+    return list(load_input(path, config).items)
 
 
 def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProblem]:
@@ -176,41 +185,132 @@ def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProb
 
 
 def load_input(path: Path, config: RunConfig) -> CheckedInput:
-    """Read ``path`` and check every row against the run's templates and checks.
+    """Read the dataset ``path`` names and check every chosen row against the run's templates.
 
     Raises InputError naming every bad row at once, unless ``config.skip_invalid`` is set; then
     the bad rows come back in ``skipped`` and only a problem of the whole file (no rows, none
-    left) raises. Errors that no row causes (templates, demos, sandbox) always raise.
+    left) raises. Errors that no row causes (templates, demos, sandbox) always raise. A JSONL
+    or CSV file is checked in memory; Parquet and Hugging Face datasets a block of rows at a
+    time, in two passes (the first finds the rows that decide the task defaults).
     """
-    items, problems = read_rows(path)
-    rows_read = rows_found(items, problems)
-    problems += oversized_fields(items, config.max_prompt_chars)
-    found: list[InputError] = []  # what the run's own checks said, for their kind and hint
-    good = _without(items, problems)
-    while good:
-        try:
-            check_items(good, config, path)
-            break
-        except InputError as exc:  # rows missing template fields, rows with bad tests
-            if exc.path != path or any(p.line == 0 for p in exc.problems):
-                raise  # a demo file, or the whole dataset: no row to leave out
-            remaining = _without(good, exc.problems)
-            if len(remaining) == len(good):
-                raise
-            found.append(exc)
-            problems += exc.problems
-            good = remaining
-    problems.sort(key=lambda p: p.line)
+    source = open_source(path, config.input)
+    path = source.path
+    if isinstance(source, TextFileSource):
+        blocks = [
+            _read_block(block, found, config)
+            for block, found in item_blocks(source, config.input, size=2**62)
+        ]
+        exemplars = _exemplars(item for good, _ in blocks for item in good)
+        checked = _Checked(kept=[])
+        for good, problems in blocks:
+            checked.add(path, good, problems, config)
+    else:
+        exemplars = _exemplars(
+            item for block, _ in item_blocks(source, config.input) for item in block
+        )
+        defaults = with_task_defaults(config, exemplars)
+        checked = _Checked()
+        for block, found in item_blocks(source, config.input):
+            checked.add(path, *_read_block(block, found, config), defaults)
+    problems = sorted(checked.problems, key=lambda p: p.line)
+    if checked.rows_read == 0 and not problems:
+        problems = [FieldProblem(0, None, "the file has no rows")]
     whole_file = any(p.line == 0 for p in problems)
     if problems and (whole_file or not config.skip_invalid):
-        _raise_all(path, problems, found, whole_file)
-    if not good:
+        _raise_all(path, problems, checked.found, whole_file, _columns_hint(source, checked))
+    if not checked.ids:
         raise InputError(path, [FieldProblem(0, None, "no valid rows left to run"), *problems])
-    return CheckedInput(good, problems, rows_read=rows_read)
+    items: Collection[Item]
+    if checked.kept is not None:
+        items = checked.kept
+    else:
+        bad = frozenset(p.line for p in problems)
+        items = ItemStream(source, config.input, bad, len(checked.ids))
+    return CheckedInput(
+        items,
+        problems,
+        rows_read=checked.rows_read,
+        ids=checked.ids,
+        exemplars=exemplars,
+        selection=config.input.selection,
+    )
+
+
+def _read_block(
+    items: list[Item], problems: list[FieldProblem], config: RunConfig
+) -> tuple[list[Item], list[FieldProblem]]:
+    """A block's items and its problems, with every field too long for a prompt added."""
+    return items, problems + oversized_fields(items, config.max_prompt_chars)
+
+
+def _exemplars(items: Iterable[Item]) -> list[Item]:
+    """The first item with a reference and the first with tests: all the task defaults look
+    at (:mod:`flows.loop.defaults`), so they decide them as the whole dataset would."""
+    found: dict[str, Item] = {}
+    for item in items:
+        if "reference" not in found and item.reference not in (None, "", []):
+            found["reference"] = item
+        if "tests" not in found and item.fields.get("tests"):
+            found["tests"] = item
+        if len(found) == 2:
+            break
+    return list(found.values())
+
+
+@dataclass
+class _Checked:
+    """What the blocks of a dataset added up to: the rows read, the good ids, every problem,
+    and (for an in-memory file) the good items themselves."""
+
+    rows_read: int = 0
+    ids: list[str] = field(default_factory=list)
+    problems: list[FieldProblem] = field(default_factory=list)
+    found: list[InputError] = field(default_factory=list)
+    kept: list[Item] | None = None  # a list only where the items are kept (JSONL, CSV)
+
+    def add(
+        self, path: Path, items: list[Item], problems: list[FieldProblem], config: RunConfig
+    ) -> None:
+        """Check one block's rows; keep its good ids (and items) and every problem."""
+        self.rows_read += rows_found(items, problems)
+        good = _without(items, problems)
+        while good:
+            try:
+                check_items(good, config, path)
+                break
+            except InputError as exc:  # rows missing template fields, rows with bad tests
+                if exc.path != path or any(p.line == 0 for p in exc.problems):
+                    raise  # a demo file, or the whole dataset: no row to leave out
+                remaining = _without(good, exc.problems)
+                if len(remaining) == len(good):
+                    raise
+                self.found.append(exc)
+                problems = problems + exc.problems
+                good = remaining
+        self.problems += problems
+        self.ids += [item.id for item in good]
+        if self.kept is not None:
+            self.kept += good
+
+
+def _columns_hint(source: DataSource, checked: _Checked) -> str:
+    """Where rows lack template fields: the dataset's columns and how to map one."""
+    if not any(isinstance(exc, MissingFieldsError) for exc in checked.found):
+        return ""
+    columns = source.columns()
+    listed = f"The dataset's columns: {', '.join(columns)}. " if columns else ""
+    return (
+        f"{listed}Feed a template variable from a column of another name with "
+        "--map VARIABLE=COLUMN (or [input] map in the config)."
+    )
 
 
 def _raise_all(
-    path: Path, problems: list[FieldProblem], found: list[InputError], whole_file: bool
+    path: Path,
+    problems: list[FieldProblem],
+    found: list[InputError],
+    whole_file: bool,
+    columns_hint: str = "",
 ) -> NoReturn:
     """One error for every problem; of the checks' own kind when only one check found any."""
     kinds = {type(exc) for exc in found}
@@ -220,6 +320,8 @@ def _raise_all(
         else None
     )
     hints = [exc.hint for exc in found if exc.hint]
+    if columns_hint:
+        hints.append(columns_hint)
     if not whole_file:
         hints.append("Or pass --skip-invalid to run the other rows.")
     error_type = type(only) if only is not None else InputError

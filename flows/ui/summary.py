@@ -21,7 +21,7 @@ class BatchSummary(BaseModel):
     """
 
     output_path: Path
-    rows_read: int  # records found in the input file, good and bad
+    rows_read: int  # records found in the input file, good and bad (those chosen: selection)
     invalid: int  # rows left out as invalid (skip_invalid)
     items: int  # valid items of the input
     skipped: int  # already finished in the output (resumed), not run
@@ -43,6 +43,7 @@ class BatchSummary(BaseModel):
     batch_requests: int = 0  # requests in those batches
     batch_tokens: int = 0  # of prompt + completion tokens, those billed at the batch price
     answered_online: int = 0  # requests a batch left unanswered, sent online (batch_fallback)
+    selection: str | None = None  # --limit / --sample: which rows of the input ran; None: all
 
 
 @dataclass

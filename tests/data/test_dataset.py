@@ -209,7 +209,7 @@ def test_empty_csv_is_an_error(tmp_path: Path, data: str, message: str) -> None:
 
 def test_unknown_suffix_is_an_error(tmp_path: Path) -> None:
     path = _write(tmp_path, "data.json", '[{"id": "a"}]')
-    with pytest.raises(InputError, match=r"unknown format: use \.jsonl or \.csv") as info:
+    with pytest.raises(InputError, match=r"unknown format: use \.jsonl, \.csv, \.parquet") as info:
         read_items(path)
     assert str(path) in str(info.value)
 
