@@ -66,7 +66,7 @@ def _reward_span(row: ItemSummary) -> str:
 def items_table(records: Iterable[Trajectory]) -> Group:
     """A table of one row per item: id, status, stop reason, steps, returned step, primary
     reward of the first and last draft that have it, and tokens; under it, each failed item's
-    error (cut to a line or two)."""
+    error (one line, cut at the terminal's width)."""
     rows = [summarize(record) for record in records]
     labels = {row.reward for row in rows if row.reward}
     one_label = labels.pop() if len(labels) == 1 else None
@@ -112,6 +112,8 @@ def _header(record: Trajectory) -> Text:
     header.append(f" · {row.steps} step{'s' if row.steps != 1 else ''}")
     if record.selected_step is not None:
         header.append(f" · returned: step {record.selected_step}", style="bold")
+    elif record.output is not None:
+        header.append(" · returned: an output of no recorded step")
     else:
         header.append(" · returned: nothing")
     if row.reward and row.first_reward is not None:
