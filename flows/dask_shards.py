@@ -13,7 +13,6 @@ no more requests in flight than configured.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pydantic import BaseModel
 
 from flows.config.run import RunConfig
 from flows.data.output import OutputLog
-from flows.sharding import done_ids, merge_parts, split_dataset
+from flows.sharding import done_ids, merge_parts, shard_config, split_dataset
 from refine.errors import ConfigError
 
 __all__ = ["DaskSummary", "dask_task_runner", "refine_on_dask", "refine_shard", "run_on_dask"]
@@ -83,9 +82,10 @@ def refine_on_dask(
     logger = get_run_logger()
     folder = output_path.with_name(output_path.name + ".shards")
     retry = config.retry_failed
-    inputs = split_dataset(input_path, folder, shards, done_ids(output_path, retry_failed=retry))
+    done = done_ids(output_path, retry_failed=retry)
+    inputs = split_dataset(input_path, folder, shards, done, config.input)
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
-    share = config.model_copy(update={"concurrency": math.ceil(config.concurrency / shards)})
+    share = shard_config(config, shards)
     futures = [
         refine_shard.submit(shard_in, part, share, index + 1, shards)
         for index, (shard_in, part) in enumerate(zip(inputs, parts, strict=True))

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.config.run import RunConfig
+from flows.data.sources import is_hub_name
 from flows.ui.labels import run_tags
 
 __all__ = [
@@ -30,10 +31,14 @@ def batch_parameters(input_path: Path, output_path: Path, config: RunConfig) -> 
     """The flow parameters of a deployed run: absolute paths (workers start elsewhere) and the
     settings that were set, as JSON."""
     return {
-        "input_path": str(input_path.expanduser().resolve()),
+        "input_path": str(input_path if is_hub_name(input_path) else _absolute(input_path)),
         "output_path": str(output_path.expanduser().resolve()),
         "config": config.model_dump(mode="json", exclude_unset=True),
     }
+
+
+def _absolute(path: Path) -> Path:
+    return path.expanduser().resolve()
 
 
 async def ensure_process_pool(name: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,16 +21,25 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from flows.config.run import RunConfig
-from flows.data.dataset import read_items
+from flows.data.input_config import InputConfig
 from flows.data.output import OutputLog
 from flows.data.output_reader import RecordReader
+from flows.data.reading import iter_items
+from flows.data.sources import open_source
 from flows.deployments import batch_parameters
 from flows.ui.labels import run_name
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
-__all__ = ["ShardedSummary", "done_ids", "merge_parts", "refine_sharded", "split_dataset"]
+__all__ = [
+    "ShardedSummary",
+    "done_ids",
+    "merge_parts",
+    "refine_sharded",
+    "shard_config",
+    "split_dataset",
+]
 
 
 class ShardedSummary(BaseModel):
@@ -42,14 +52,23 @@ class ShardedSummary(BaseModel):
     records: int
 
 
-def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -> list[Path]:
+def split_dataset(
+    input_path: Path, folder: Path, shards: int, done: set[str], chosen: InputConfig | None = None
+) -> list[Path]:
     """Write the items not in ``done`` round-robin into ``shards`` JSONL files (ids kept, so a
-    row named by its line number keeps that name); return the files, empty ones included."""
+    row named by its line number keeps that name); return the files, empty ones included.
+
+    ``chosen`` (the run's ``[input]``) picks and maps the rows; the shards hold them under their
+    template variables, so a shard runs with :func:`shard_config`. Rows that cannot be items
+    (bad lines, duplicate ids) are left out: the run's pre-flight check reported them.
+    """
+    chosen = chosen or InputConfig()
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"input-{i + 1}-of-{shards}.jsonl" for i in range(shards)]
     handles = [path.open("w", encoding="utf-8") for path in paths]
     try:
-        pending = (item for item in read_items(input_path) if item.id not in done)
+        items = iter_items(open_source(input_path, chosen), chosen)
+        pending = (item for item in items if item.id not in done)
         for index, item in enumerate(pending):
             row: dict[str, Any] = {"id": item.id, **item.fields}
             if item.reference is not None:
@@ -59,6 +78,13 @@ def split_dataset(input_path: Path, folder: Path, shards: int, done: set[str]) -
         for handle in handles:
             handle.close()
     return paths
+
+
+def shard_config(config: RunConfig, shards: int) -> RunConfig:
+    """A shard's settings: an equal share of the concurrency, and no row choice or column
+    mapping (its input holds the chosen rows under their template variables already)."""
+    share = math.ceil(config.concurrency / shards)
+    return config.model_copy(update={"concurrency": share, "input": InputConfig()})
 
 
 def merge_parts(output_path: Path, parts: list[Path], *, retry_failed: bool = False) -> int:
@@ -126,12 +152,14 @@ async def refine_sharded(
     logger = get_run_logger()
     folder = output_path.with_name(output_path.name + ".shards")
     retry = config.retry_failed
-    inputs = split_dataset(input_path, folder, shards, done_ids(output_path, retry_failed=retry))
+    done = done_ids(output_path, retry_failed=retry)
+    inputs = split_dataset(input_path, folder, shards, done, config.input)
     parts = [folder / path.name.replace("input-", "output-") for path in inputs]
+    unmapped = config.model_copy(update={"input": InputConfig()})  # the shards hold mapped rows
     calls: list[Awaitable[FlowRun]] = [
         run_deployment(  # type: ignore[misc]  # async caller: awaitable; a sub-flow run of this one
             deployment,
-            parameters=batch_parameters(shard_in, part, config),
+            parameters=batch_parameters(shard_in, part, unmapped),
             timeout=None,  # wait for it
         )
         for shard_in, part in zip(inputs, parts, strict=True)

@@ -15,6 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from flows.cli.guard import run_guarded
+from flows.cli.input_options import (
+    INPUT_HELP,
+    Limit,
+    MapOption,
+    Sample,
+    SampleSeed,
+    Split,
+    Subset,
+    input_overrides,
+)
 from flows.cli.lazy import LazyCommands
 from flows.cli.model import LOCAL_MODEL_HELP, list_models, serve_model
 from flows.config.loop import parse_samples
@@ -49,7 +59,7 @@ def _samples_option(value: str | None) -> str | None:
 
 @app.command()
 def run(
-    input_path: Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv, one item a row.")],
+    input_path: Annotated[Path, typer.Argument(help=INPUT_HELP)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (resumed).")] = Path(
         "refined.jsonl"
     ),
@@ -148,6 +158,16 @@ def run(
             "(default: the config's mode, else online).",
         ),
     ] = None,
+    map_pairs: MapOption = None,
+    limit: Limit = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
+    split: Split = None,
+    subset: Subset = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(help="Also write the summary's figures to this JSON file (for scripts)."),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     task_runner: Annotated[
@@ -194,6 +214,7 @@ def run(
             "supports_n": supports_n,
         },
         "local_model": {"model": local_model},
+        "input": input_overrides(map_pairs, limit, sample, sample_seed, split, subset),
     }
     if task_runner != "default":
         failed = run_guarded(
@@ -202,7 +223,9 @@ def run(
             )
         )
         raise typer.Exit(0 if failed == 0 else 1)
-    summary, skipped = run_guarded(lambda: _run(input_path, output, config, overrides, quiet))
+    summary, skipped = run_guarded(
+        lambda: _run(input_path, output, config, overrides, quiet, summary_json)
+    )
     raise typer.Exit(0 if summary.failed == summary.failed_before == skipped == 0 else 1)
 
 
@@ -245,7 +268,12 @@ def _run_dask(
 
 
 def _run(
-    input_path: Path, output: Path, config_file: Path | None, overrides: dict[str, Any], quiet: bool
+    input_path: Path,
+    output: Path,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    quiet: bool,
+    summary_json: Path | None = None,
 ) -> tuple[BatchSummary, int]:
     """The run's summary and how many input rows were left out as invalid."""
     # Imported here so `refine --help` and `refine templates` don't pay for importing Prefect.
@@ -255,7 +283,9 @@ def _run(
     from flows.loop.preflight import load_input
     from flows.ops.lifecycle import offline_prefect
 
-    refuse_paths_not_text(INPUT=input_path, output=output, config=config_file)
+    refuse_paths_not_text(
+        INPUT=input_path, output=output, config=config_file, summary_json=summary_json
+    )
     config = build_run_config(overrides, config_file)  # flags over file over environment
     # a temporary Prefect server, where the run needs one, starts now and comes up (on another
     # core) while the dataset is read and checked and the flow's modules are imported
@@ -276,6 +306,10 @@ def _run(
             elif config.endpoint.base_url:  # a wrong URL fails now, before the batch
                 probe_endpoint(config.endpoint.base_url, config.retry.connect_timeout_s)
             summary = _run_batch(input_path, output, config, checked.ids, quiet, prefect_api)
+            if summary_json is not None:
+                from flows.cli.summary import write_summary_json
+
+                write_summary_json(summary_json, summary, input_path)
             return summary, len(checked.skipped_lines)
 
 

@@ -14,12 +14,22 @@ from typing import Annotated, Any
 import typer
 
 from flows.cli.guard import run_guarded
+from flows.cli.input_options import (
+    INPUT_HELP,
+    Limit,
+    MapOption,
+    Sample,
+    SampleSeed,
+    Split,
+    Subset,
+    input_overrides,
+)
 from flows.deployments import DEFAULT_DEPLOYMENT
 from flows.ops.server import server_cmd
 
 __all__ = ["api_key_secret_cmd", "deploy_cmd", "serve_cmd", "server_app"]
 
-Input = Annotated[Path, typer.Argument(help="Dataset: .jsonl or .csv (a path the runs can read).")]
+Input = Annotated[Path, typer.Argument(help=INPUT_HELP + " A path the runs can read.")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (resumed).")]
 Task = Annotated[str | None, typer.Option(help="generic, summarize, translate, qa, codegen.")]
 Steps = Annotated[int | None, typer.Option(help="Refinement steps T.")]
@@ -65,6 +75,8 @@ def _prepare(
     overrides = {**{k: settings[k] for k in fields}, "endpoint": endpoint}
     batch_api = settings.get("batch_api")
     overrides["mode"] = None if batch_api is None else ("batch" if batch_api else "online")
+    chosen = ("map_pairs", "limit", "sample", "sample_seed", "split", "subset")
+    overrides["input"] = input_overrides(*(settings.get(name) for name in chosen))
 
     def build() -> tuple[dict[str, Any], Any]:
         run_config = build_run_config(overrides, config)
@@ -97,6 +109,12 @@ def serve_cmd(
     concurrency: Concurrency = None,
     api_key_secret: KeySecret = None,
     batch_api: BatchApi = None,
+    map_pairs: MapOption = None,
+    limit: Limit = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
+    split: Split = None,
+    subset: Subset = None,
     config: Config = None,
     name: Name = DEFAULT_DEPLOYMENT,
     cron: Cron = None,
@@ -119,6 +137,12 @@ def deploy_cmd(
     concurrency: Concurrency = None,
     api_key_secret: KeySecret = None,
     batch_api: BatchApi = None,
+    map_pairs: MapOption = None,
+    limit: Limit = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
+    split: Split = None,
+    subset: Subset = None,
     config: Config = None,
     name: Name = DEFAULT_DEPLOYMENT,
     cron: Cron = None,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.loop.preflight import CheckedInput
 
-__all__ = ["print_skipped", "print_summary"]
+__all__ = ["print_skipped", "print_summary", "summary_figures", "write_summary_json"]
 
 
 def print_skipped(input_path: Path, checked: CheckedInput) -> None:
@@ -55,7 +55,9 @@ def print_summary(summary: BatchSummary) -> None:
 
 def _row_counts(summary: BatchSummary) -> list[tuple[str, object]]:
     """Rows read = skipped as invalid + already finished + run; retried are among those run."""
+    chosen = [("input rows taken", summary.selection)] if summary.selection else []
     return [
+        *chosen,
         ("rows read", summary.rows_read),
         ("skipped as invalid", summary.invalid),
         ("already finished (resumed)", summary.skipped),
@@ -75,3 +77,26 @@ def _batch_rows(summary: BatchSummary) -> list[tuple[str, object]]:
         rows.append(("batches re-attached (from an earlier run)", summary.batches_reattached))
     rows.append(("tokens at batch price", summary.batch_tokens))
     return rows
+
+
+def summary_figures(summary: BatchSummary, input_path: Path) -> dict[str, object]:
+    """The figures of the summary table as JSON-ready values (``--summary-json``): every
+    field of :class:`flows.ui.summary.BatchSummary` (counts, tokens, ``wall_s`` in seconds,
+    ``selection`` null for a run over all rows), the input, and ``exit_code`` as the command
+    ends with it (0: every item ok, no row left out)."""
+    figures: dict[str, object] = {"input_path": str(input_path)}
+    figures.update(summary.model_dump(mode="json"))
+    clean = summary.failed == summary.failed_before == summary.invalid == 0
+    figures["exit_code"] = 0 if clean else 1
+    return figures
+
+
+def write_summary_json(path: Path, summary: BatchSummary, input_path: Path) -> None:
+    """Write :func:`summary_figures` to ``path`` as indented JSON, atomically: a reader never
+    sees half a file, and a run that ends with an error leaves an older file as it was."""
+    import json
+
+    from refine.atomic_file import write_bytes_atomic
+
+    text = json.dumps(summary_figures(summary, input_path), indent=2, ensure_ascii=False)
+    write_bytes_atomic(path, (text + "\n").encode("utf-8"))

@@ -64,6 +64,15 @@ class InputConfig(BaseModel):
         return self
 
     @property
+    def short_selection(self) -> str | None:
+        """:attr:`selection` in a few words, for run names and artifact titles."""
+        if self.limit is not None:
+            return f"first {self.limit:,} rows"
+        if self.sample is not None:
+            return f"sample of {self.sample:,} rows, seed {self.seed}"
+        return None
+
+    @property
     def selection(self) -> str | None:
         """How the rows were chosen, for the summary and the artifacts; None: all rows."""
         if self.limit is not None:

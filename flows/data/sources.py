@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ __all__ = ["DataSource", "Record", "is_hub_name", "open_source"]
 
 BATCH_ROWS = 1024
 """Rows per record batch read from Parquet or a Hugging Face dataset."""
+
+HUB_TIMEOUT_S = 10.0
+"""Seconds the one question to the Hugging Face Hub may take before it counts as unreachable."""
 
 DATASETS_HINT = "install the datasets extra: pip install 'prefect-refine[datasets]'"
 PARQUET_HINT = "install pyarrow: pip install 'prefect-refine[parquet]'"
@@ -183,15 +188,42 @@ class HubDatasetSource(DataSource):
         self._split = split
         self._datasets = _import_datasets(Path(name))
 
-    def _unreachable(self, exc: Exception) -> InputError:
+    def _probe(self) -> None:
+        """Ask the Hub about the dataset once, with a short timeout, before ``datasets`` does:
+        its own client retries an unreachable Hub for about half a minute, logging each try.
+        Skipped in offline mode (``HF_HUB_OFFLINE=1``: ``datasets`` reads its local cache)."""
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return
+        url = f"{constants.ENDPOINT}/api/datasets/{self.name}"
+        try:
+            with urllib.request.urlopen(url, timeout=HUB_TIMEOUT_S):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403, 404):
+                problem = (
+                    f"not a file or folder here, and the Hugging Face Hub ({constants.ENDPOINT}) "
+                    f"has no dataset {self.name!r} this machine may read (HTTP {exc.code}; a "
+                    "gated or private one needs HF_TOKEN)"
+                )
+                raise InputError(self.path, [FieldProblem(0, None, problem)]) from None
+            return  # another answer: the Hub is there; datasets says what is wrong
+        except (OSError, ValueError) as exc:  # no network, DNS, refused, timed out
+            raise self._unreachable(exc, constants.ENDPOINT) from None
+
+    def _unreachable(self, exc: Exception, endpoint: str = "") -> InputError:
+        reason = getattr(exc, "reason", None) or exc
+        where = f" ({endpoint})" if endpoint else ""
         return InputError(
             self.path,
             [
                 FieldProblem(
                     0,
                     None,
-                    "not a file or folder here, and as a Hugging Face Hub dataset it could not "
-                    f"be loaded: {type(exc).__name__}: {str(exc)[:300]}",
+                    "not a file or folder here, and the Hugging Face Hub"
+                    f"{where} cannot be reached to load it as a Hub dataset: "
+                    f"{str(reason)[:300]}",
                 )
             ],
             hint="Where the Hub is reachable, save it once with datasets' "
@@ -200,6 +232,7 @@ class HubDatasetSource(DataSource):
         )
 
     def records(self) -> Iterator[Record]:
+        self._probe()
         try:
             loaded = self._datasets.load_dataset(
                 self.name, self._subset, split=self._split, streaming=True

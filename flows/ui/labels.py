@@ -17,14 +17,20 @@ __all__ = ["batch_run_name", "run_name", "run_tags"]
 
 
 def run_name(input_path: Path | str, config: RunConfig) -> str:
-    """``summarize · reviews.jsonl``: what the run does, to which dataset."""
-    return f"{config.task} · {Path(input_path).name}"
+    """``summarize · reviews.jsonl``: what the run does, to which dataset; a run over some of
+    its rows says which (``summarize · reviews.jsonl (first 20 rows)``), so nobody takes a
+    trial run for the whole."""
+    chosen = config.input.short_selection
+    return f"{config.task} · {Path(input_path).name}" + (f" ({chosen})" if chosen else "")
 
 
 def run_tags(config: RunConfig) -> list[str]:
     """Tags for the flow run and its task runs: the task kind and the model."""
     model = config.endpoint.model or ("local" if not config.endpoint.base_url else "unknown")
-    return [f"task:{config.task}", f"model:{model}"]
+    tags = [f"task:{config.task}", f"model:{model}"]
+    if config.input.limit is not None or config.input.sample is not None:
+        tags.append("input:limit" if config.input.limit is not None else "input:sample")
+    return tags
 
 
 def _as_config(value: Any) -> RunConfig:
