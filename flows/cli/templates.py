@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.cli.guard import run_guarded
+from flows.cli.input_options import INPUT_HELP, MapOption, Split, Subset, input_overrides
 from flows.config.run import RunConfig, build_run_config
 
 __all__ = ["templates_app"]
@@ -67,19 +68,27 @@ def render(
     task: Annotated[
         str, typer.Argument(help="Task kind: generic, summarize, translate, qa, codegen.")
     ],
-    input_path: Annotated[Path, typer.Option("--input", help="Dataset file (.jsonl or .csv).")],
-    line: Annotated[int, typer.Option(min=1, help="Line number of the row to render.")] = 1,
+    input_path: Annotated[Path, typer.Option("--input", help=INPUT_HELP)],
+    line: Annotated[
+        int, typer.Option(min=1, help="Line of the row to render (a row's number, from 1).")
+    ] = 1,
     step: Annotated[
         int, typer.Option(min=1, help="Step to render (>1 uses placeholder drafts).")
     ] = 1,
     template_dir: TemplateDirs = None,
+    map_pairs: MapOption = None,
+    split: Split = None,
+    subset: Subset = None,
     config: ConfigFile = None,
 ) -> None:
     """Print the messages step STEP would send for one row: a dry run that calls nothing."""
     from flows.cli.dry_run import render_row
 
     def action() -> None:
-        run_config = _config(template_dir, config, task)
+        chosen = input_overrides(map_pairs, None, None, None, split, subset)
+        run_config = build_run_config(
+            {"template_dirs": template_dir or None, "task": task, "input": chosen}, config
+        )
         for message in render_row(run_config, input_path, line, step):
             Console().rule(f"[bold]{message['role']}")
             print(message["content"])
