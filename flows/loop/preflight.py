@@ -68,6 +68,11 @@ class CheckedInput:
         return sorted({problem.line for problem in self.skipped})
 
 
+CHECK_BLOCK_ROWS = 2048
+"""Rows of a Parquet file or a dataset checked at once: each check has a fixed cost (reading the
+templates' variables), and a block's rows are all the check holds."""
+
+
 def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
     """The role templates a run renders: the steps', ``fix``, and critique and judge if used."""
     roles = (*ROLES, "fix")
@@ -78,8 +83,11 @@ def roles_used(config: RunConfig, plan: LoopPlan) -> tuple[str, ...]:
     return roles
 
 
-def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
-    """Check every row against the variables its templates use, then render the first row.
+def check_items(
+    items: list[Item], config: RunConfig, path: Path, *, render_first: bool = True
+) -> None:
+    """Check every row against the variables its templates use, then render the first row
+    (unless ``render_first`` is False: a later block of a dataset whose first row rendered).
 
     Raises MissingFieldsError (every missing field of every row at once), or InputError /
     TemplateError / ConfigError for bad demos, templates, cleaners, validators, rewards, tests
@@ -116,7 +124,7 @@ def check_items(items: list[Item], config: RunConfig, path: Path) -> None:
         )
     cleaner_chain(config, renderer.kind)
     check_loop_inputs(plan, items, path)
-    if items:
+    if items and render_first:
         for step in range(1, min(config.steps, 2) + 1):  # initial.j2, then refine.j2
             renderer.placeholder(items[0], step)
         for role in roles[len(ROLES) :]:
@@ -210,7 +218,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         )
         defaults = with_task_defaults(config, exemplars)
         checked = _Checked()
-        for block, found in item_blocks(source, config.input):
+        for block, found in item_blocks(source, config.input, size=CHECK_BLOCK_ROWS):
             checked.add(path, *_read_block(block, found, config), defaults)
     problems = sorted(checked.problems, key=lambda p: p.line)
     if checked.rows_read == 0 and not problems:
@@ -267,6 +275,7 @@ class _Checked:
     problems: list[FieldProblem] = field(default_factory=list)
     found: list[InputError] = field(default_factory=list)
     kept: list[Item] | None = None  # a list only where the items are kept (JSONL, CSV)
+    rendered: bool = False  # a row rendered: later blocks only check their values
 
     def add(
         self, path: Path, items: list[Item], problems: list[FieldProblem], config: RunConfig
@@ -276,7 +285,8 @@ class _Checked:
         good = _without(items, problems)
         while good:
             try:
-                check_items(good, config, path)
+                check_items(good, config, path, render_first=not self.rendered)
+                self.rendered = True
                 break
             except InputError as exc:  # rows missing template fields, rows with bad tests
                 if exc.path != path or any(p.line == 0 for p in exc.problems):

@@ -113,7 +113,7 @@ def test_limit_and_sample_together_are_refused() -> None:
 
 def test_a_big_parquet_file_is_never_held_whole(tmp_path: Path) -> None:
     """20,000 rows of 2 KB: 40 MB of text once read. The check and the run's iteration read a
-    record batch at a time, so neither holds more than a few MB (the ids are kept)."""
+    record batch at a time, so neither holds more than a few blocks of rows (and the ids)."""
     path = _news(tmp_path / "big.parquet", 20_000, text_size=2_000)
     config = _config(map={"text": "article", "id": "guid"})
     tracemalloc.start()
@@ -126,8 +126,8 @@ def test_a_big_parquet_file_is_never_held_whole(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert isinstance(checked.items, ItemStream) and seen == len(checked.items) == 20_000
-    assert check_peak < 15_000_000, check_peak  # all the rows: over 40,000,000
-    assert run_peak < 15_000_000, run_peak
+    assert check_peak < 20_000_000, check_peak  # holding the rows: about 60,000,000
+    assert run_peak < 20_000_000, run_peak
 
 
 def test_a_saved_dataset_with_splits(tmp_path: Path) -> None:
