@@ -113,6 +113,19 @@ async def read_task_runs(flow_run_id: UUID, expected: int, timeout: float = 60) 
     return runs
 
 
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # nothing fetched at start: the machines are offline
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+"""Headless Chromium's flags in the tests (here and Playwright's launch in tests/view)."""
+
+
 def chromium(url: str, out_dir: Path, screenshot: Path | None = None) -> str:
     """Load ``url`` in headless Chromium; save a screenshot if asked; return the rendered DOM."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -122,14 +135,7 @@ def chromium(url: str, out_dir: Path, screenshot: Path | None = None) -> str:
     common = [
         binary,
         "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
         "--window-size=1400,1000",
         "--virtual-time-budget=15000",

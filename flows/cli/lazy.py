@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, attribute): a command function, or a Typer app for a group
     "export": ("flows.cli.export", "export_command"),
     "eval": ("flows.cli.eval", "eval_command"),
+    "report": ("flows.cli.report", "report_command"),
     "show": ("flows.cli.show", "show_command"),
     "server": ("flows.cli.ops", "server_app"),
     "serve": ("flows.cli.ops", "serve_cmd"),

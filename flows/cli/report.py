@@ -1,0 +1,40 @@
+"""``refine report``: one self-contained HTML page of a run's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flows.cli.guard import run_guarded
+
+__all__ = ["report_command"]
+
+
+def report_command(
+    output: Annotated[Path, typer.Argument(help="The --output file of a run.", show_default=False)],
+    html: Annotated[
+        Path,
+        typer.Option(
+            "--html",
+            help="The page to write: one file, no server needed (plots and script inline).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """One HTML page of a run: its figures, the eval plots, a sortable table of every item and
+    each item's trajectory with word diffs between drafts. Opens offline in any browser."""
+    run_guarded(lambda: _report(output, html))
+
+
+def _report(output: Path, html: Path) -> None:
+    # Imported here so `refine --help` does not pay for matplotlib and Jinja.
+    from flows.view.html import write_report
+
+    items = write_report(output, html)
+    size = html.stat().st_size
+    Console().print(
+        f"wrote {html} ({items:,} items, {size / 1e6:.1f} MB)", highlight=False, soft_wrap=True
+    )
