@@ -234,7 +234,7 @@ def test_a_missing_file_or_not_an_output_is_an_error_and_writes_nothing(tmp_path
         (foreign, "is this the --output file of `refine run`?"),
         (same, "is the output file itself"),
     ):
-        assert done.returncode != 0, done.stdout
+        assert done.returncode == 2, done.stdout
         assert "error:" in done.stderr and words in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not page.exists() and list(tmp_path.iterdir()) == [dataset]
