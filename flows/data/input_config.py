@@ -78,7 +78,7 @@ class InputConfig(BaseModel):
         if self.limit is not None:
             return f"the first {self.limit:,} rows (--limit {self.limit})"
         if self.sample is not None:
-            flags = f"--sample {self.sample} --seed {self.seed}"
+            flags = f"--sample {self.sample} --sample-seed {self.seed}"
             return f"{self.sample:,} rows sampled at random ({flags})"
         return None
 

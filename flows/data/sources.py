@@ -188,6 +188,12 @@ class HubDatasetSource(DataSource):
         self._split = split
         self._datasets = _import_datasets(Path(name))
 
+    def _load_call(self) -> str:
+        """The ``load_dataset`` call that loads what this source names, as Python."""
+        subset = f", {self._subset!r}" if self._subset else ""
+        split = repr(self._split) if self._split else "..."
+        return f"load_dataset({self.name!r}{subset}, split={split})"
+
     def _probe(self) -> None:
         """Ask the Hub about the dataset once, with a short timeout, before ``datasets`` does:
         its own client retries an unreachable Hub for about half a minute, logging each try.
@@ -227,7 +233,7 @@ class HubDatasetSource(DataSource):
                 )
             ],
             hint="Where the Hub is reachable, save it once with datasets' "
-            f"load_dataset({self.name!r}, split=...).save_to_disk(FOLDER) and pass FOLDER; "
+            f"{self._load_call()}.save_to_disk(FOLDER) and pass FOLDER; "
             "or export it to Parquet or JSONL.",
         )
 

@@ -86,6 +86,8 @@ def test_a_saved_dataset_sampled(
         "4",
         "--sample-seed",
         "11",
+        "--summary-json",
+        str(tmp_path / "summary.json"),
     )
     assert code == 0, said
     config = build_run_config(
@@ -96,7 +98,9 @@ def test_a_saved_dataset_sampled(
     )
     expected = load_input(folder, config).ids
     assert sorted(r["id"] for r in read_records(out)) == sorted(expected) and len(expected) == 4
-    assert "4 rows sampled at random (--sample 4 --seed 11)" in said
+    figures = json.loads((tmp_path / "summary.json").read_text())
+    assert figures["selection"] == "4 rows sampled at random (--sample 4 --sample-seed 11)"
+    assert figures["rows_read"] == 4 and "input rows taken" in said
 
 
 def test_a_bad_mapping_fails_before_any_request(
