@@ -67,7 +67,7 @@ def _prepare(
     then build the deployment's parameters. ``settings``: the command's other options."""
     from flows.config.run import build_run_config
     from flows.deployments import batch_parameters
-    from flows.loop.preflight import load_checked_items
+    from flows.loop.preflight import load_input
 
     _require_server()
     endpoint = {"model": model, "base_url": base_url, "api_key_secret": api_key_secret}
@@ -80,7 +80,7 @@ def _prepare(
 
     def build() -> tuple[dict[str, Any], Any]:
         run_config = build_run_config(overrides, config)
-        load_checked_items(input_path, run_config)
+        load_input(input_path, run_config)  # every chosen row checked, none held
         return batch_parameters(input_path, output, run_config), run_config
 
     return run_guarded(build)

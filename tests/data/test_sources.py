@@ -17,7 +17,7 @@ import pytest
 from flows.config.run import RunConfig, build_run_config
 from flows.data.reading import ItemStream
 from flows.loop.preflight import load_input
-from refine.errors import InputError, MissingFieldsError
+from refine.errors import ConfigError, InputError, MissingFieldsError
 
 
 def _config(**input_table: object) -> RunConfig:
@@ -180,3 +180,15 @@ def test_a_hub_name_where_the_hub_cannot_be_reached(tmp_path: Path) -> None:
     assert "someone/news: not a file or folder here, and the Hugging Face Hub" in done.stdout
     assert "(http://127.0.0.1:9) cannot be reached" in done.stdout
     assert "save_to_disk(FOLDER)" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_the_input_table_of_a_config_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "refine.toml"
+    config_file.write_text('[input]\nmap = {text = "article", id = "guid"}\nsample = 3\nseed = 5\n')
+    config = build_run_config({"task": "summarize"}, config_file)
+    assert config.input.map == {"text": "article", "id": "guid"}
+    assert (config.input.sample, config.input.seed, config.input.limit) == (3, 5, None)
+    config_file.write_text('[input]\nmap = {"te xt" = "article"}\n')
+    bad_name = r"refine.toml: invalid configuration\n  input\.map: 'te xt' is not a template"
+    with pytest.raises(ConfigError, match=bad_name):
+        build_run_config({}, config_file)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from flows.config.run import build_run_config
+from flows.data.input_config import InputConfig
 from flows.ops.lifecycle import drain_prefect_workers
-from flows.sharding import merge_parts, split_dataset
+from flows.sharding import merge_parts, shard_config, split_dataset
 from tests.cli_helpers import REFINE, fake_server_process, read_records
 from tests.deploy_helpers import prefect_env, worker
 from tests.postgres import PostgresCluster, postgres_bin
@@ -40,6 +42,25 @@ def test_split_keeps_ids_and_skips_done_and_merge_writes_each_id_once(tmp_path: 
     assert merge_parts(out, [part, part, tmp_path / "missing.jsonl"]) == 1
     assert merge_parts(out, [part]) == 0
     assert [r["id"] for r in read_records(out)] == ["1"]
+
+
+def test_split_takes_the_chosen_rows_under_their_template_names(tmp_path: Path) -> None:
+    """A run with --map and --limit: the shards hold the chosen rows, mapped, and the shards
+    run without the mapping (their rows have no column of the dataset's own name left)."""
+    data = tmp_path / "news.jsonl"
+    rows = [{"guid": f"g{i}", "article": f"Article {i}."} for i in range(6)]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    chosen = InputConfig(map={"text": "article", "id": "guid"}, limit=4)
+    paths = split_dataset(data, tmp_path / "s", 2, done={"g1"}, chosen=chosen)
+    shard_rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    assert sorted(shard_rows, key=lambda row: row["id"]) == [
+        {"id": "g0", "text": "Article 0."},
+        {"id": "g2", "text": "Article 2."},
+        {"id": "g3", "text": "Article 3."},
+    ]
+    config = build_run_config({"concurrency": 9, "input": chosen.model_dump()})
+    shard = shard_config(config, 2)
+    assert shard.input == InputConfig() and shard.concurrency == 5
 
 
 @pytest.fixture
