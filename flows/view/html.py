@@ -19,6 +19,7 @@ import base64
 import importlib.resources
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,9 @@ def _template_text() -> str:
     return importlib.resources.files("flows.view").joinpath("report.html.j2").read_text("utf-8")
 
 
-def _details(output: Path) -> Iterator[ItemPage]:
-    for index, (_, record) in enumerate(RecordReader(output)):
+def _details(output: Path, items: int) -> Iterator[ItemPage]:
+    # a run still writing may have appended since the table was read: the table's items only
+    for index, (_, record) in enumerate(islice(RecordReader(output), items)):
         yield item_page(index, record)
 
 
@@ -122,10 +124,8 @@ def _context(output: Path) -> dict[str, Any]:
         InputError: ``output`` is missing, empty or not a run's output file.
     """
     report = evaluate(read_curves(output), str(output))
-    rows = [
-        (f"item-{index}", summarize(record))
-        for index, (_, record) in enumerate(RecordReader(output))
-    ]
+    reader = RecordReader(output)
+    rows = [(f"item-{index}", summarize(record)) for index, (_, record) in enumerate(reader)]
     stats: RunStats = read_run_stats(output, samples=0)
     return {
         "source": output.name,
@@ -137,6 +137,7 @@ def _context(output: Path) -> dict[str, Any]:
         "rows": rows,
         "tokens": sum(item.tokens for _, item in rows),
         "max_chars": MAX_TEXT_CHARS,
+        "torn_tail": reader.torn_tail,
     }
 
 
@@ -146,7 +147,8 @@ def write_report(output: Path, page: Path) -> int:
 
     Raises:
         InputError: ``output`` is missing, empty or not a run's output file (nothing written).
-        ConfigError: ``page`` is the output file itself.
+        ConfigError: ``page`` is the output file itself, or cannot be written (a folder, no
+            permission); a page already there is left as it was.
     """
     if page.resolve() == output.resolve():
         raise ConfigError(f"--html {page} is the output file itself; name another file")
@@ -154,7 +156,12 @@ def write_report(output: Path, page: Path) -> int:
         raise InputError(output, [FieldProblem(0, None, "a folder, not a file")], hint=OUTPUT_HINT)
     context = _context(output)
     template = _environment().from_string(_template_text())
-    with atomic_write(page) as fh:
-        for chunk in template.generate(**context, details=_details(output)):
-            fh.write(chunk.encode("utf-8"))
+    try:
+        with atomic_write(page) as fh:
+            for chunk in template.generate(
+                **context, details=_details(output, len(context["rows"]))
+            ):
+                fh.write(chunk.encode("utf-8"))
+    except OSError as exc:  # a folder, no permission, a full disk: the old page, if any, stays
+        raise ConfigError(f"cannot write the page {page}: {exc.strerror or exc}") from None
     return len(context["rows"])

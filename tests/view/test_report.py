@@ -185,7 +185,7 @@ def test_the_page_in_chromium(
     assert "prompt too long for context" in str(bakery.locator(".error").text_content())
     assert bakery.locator(".draft").count() == 0
     assert page.locator("img[src^='data:image/png;base64,']").count() == 3
-    assert page.locator("#no-reward").count() == 0
+    assert page.locator("#no-reward").count() == 0 and page.locator("#torn-tail").count() == 0
 
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -202,6 +202,11 @@ def test_the_page_in_chromium(
         rewarded = any(d["rewards"] for r in read_records(output) for d in r["drafts"])
         assert view.page.locator("#no-reward").count() == (0 if rewarded else 1), kind
         assert view.page.locator("details.item").count() == len(read_records(output)), kind
+        if kind == "best_of_n":  # every candidate, the winner marked
+            candidates = view.page.locator(".candidate")
+            assert candidates.count() == 3
+            winner = view.page.locator(".candidate:has(.returned)")
+            assert winner.get_attribute("data-index") == "2"
         assert view.outside == [] and view.errors == [], kind
         view.close()
 
@@ -221,8 +226,11 @@ def test_the_page_in_chromium(
     view.close()
 
 
-def test_a_missing_file_or_not_an_output_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+def test_a_missing_file_or_not_an_output_is_an_error_and_writes_nothing(
+    view_outputs: ViewOutputs, tmp_path: Path
+) -> None:
     page = tmp_path / "page.html"
+    page.write_text("the page of an earlier report")
     missing = run_refine(
         ["report", str(tmp_path / "nope.jsonl"), "--html", str(page)], env=dict(os.environ)
     )
@@ -237,5 +245,21 @@ def test_a_missing_file_or_not_an_output_is_an_error_and_writes_nothing(tmp_path
         assert done.returncode == 2, done.stdout
         assert "error:" in done.stderr and words in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
-    assert not page.exists() and list(tmp_path.iterdir()) == [dataset]
+    qa = str(view_outputs.qa)
+    folder = run_refine(["report", qa, "--html", str(tmp_path)], env=dict(os.environ))
+    assert folder.returncode == 2 and "Traceback" not in folder.stderr
+    assert f"cannot write the page {tmp_path}" in folder.stderr, folder.stderr
+    # nothing written: the earlier page is whole, and no temporary file is left beside it
+    assert page.read_text() == "the page of an earlier report"
+    assert sorted(tmp_path.iterdir()) == [dataset, page]
     assert json.loads(dataset.read_text()) == {"id": "a", "text": "An input row."}
+
+
+def test_a_torn_last_line_is_left_out_and_said(view_outputs: ViewOutputs, tmp_path: Path) -> None:
+    """A run still writing: its complete records are shown, the torn tail is named."""
+    growing = tmp_path / "out.jsonl"
+    growing.write_bytes(view_outputs.summarize.read_bytes() + b'{"id": "next", "sta')
+    page = tmp_path / "page.html"
+    assert write_report(growing, page) == 3
+    html = page.read_text("utf-8")
+    assert 'id="torn-tail"' in html and html.count('<details class="item"') == 3
