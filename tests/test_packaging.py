@@ -41,6 +41,7 @@ def test_wheel_ships_every_packaged_template(tmp_path: Path) -> None:
     assert any(name.endswith("summarize/refine.j2") for name in expected)
     assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
     assert "flows/cli/app.py" in names and "refine/errors.py" in names
+    assert "flows/view/report.html.j2" in names  # refine report's page
     assert not any(name.startswith("tests/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "refine = flows.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
