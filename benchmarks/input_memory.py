@@ -56,8 +56,7 @@ def write_parquet(path: Path, rows: int, chars: int) -> None:
 def measure(mode: str, path: Path) -> dict[str, float]:
     """Run in the child process: one mode's figures."""
     from flows.config.run import build_run_config
-    from flows.data.reading import iter_items
-    from flows.data.sources import open_source
+    from flows.data.reading import iter_items, open_source
     from flows.loop.preflight import check_items, load_input
 
     mapped = {"text": "article", "id": "guid", "reference": "highlights"}

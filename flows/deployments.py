@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.config.run import RunConfig
-from flows.data.sources import is_hub_name
+from flows.data.reading import is_hub_name
 from flows.ui.labels import run_tags
 
 __all__ = [

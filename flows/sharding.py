@@ -24,8 +24,7 @@ from flows.config.run import RunConfig
 from flows.data.input_config import InputConfig
 from flows.data.output import OutputLog
 from flows.data.output_reader import RecordReader
-from flows.data.reading import iter_items
-from flows.data.sources import open_source
+from flows.data.reading import iter_items, open_source
 from flows.deployments import batch_parameters
 from flows.ui.labels import run_name
 

@@ -9,16 +9,27 @@ mapping problem is the problem of its record's line.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Collection, Iterator
 from itertools import islice
+from pathlib import Path
 
 from flows.data.dataset import to_items
+from flows.data.hf_datasets import HubDatasetSource, SavedDatasetSource
 from flows.data.input_config import InputConfig
 from flows.data.records import Item
-from flows.data.sources import BATCH_ROWS, DataSource, Record
+from flows.data.sources import BATCH_ROWS, DataSource, ParquetSource, Record, TextFileSource
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["ItemStream", "chosen_records", "item_blocks", "iter_items", "mapped_records"]
+__all__ = [
+    "ItemStream",
+    "chosen_records",
+    "is_hub_name",
+    "item_blocks",
+    "iter_items",
+    "mapped_records",
+    "open_source",
+]
 
 
 def chosen_records(source: DataSource, config: InputConfig) -> Iterator[Record]:
@@ -142,3 +153,37 @@ class ItemStream(Collection[Item]):
 
     def __contains__(self, value: object) -> bool:
         return any(item == value for item in self)
+
+
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_SAVED_MARKS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def is_hub_name(path: Path) -> bool:
+    """Whether ``path`` names no file or folder here and reads as a Hub dataset ``owner/name``."""
+    text = str(path)
+    return (
+        not path.exists()
+        and _HUB_NAME.fullmatch(text) is not None
+        and path.suffix.lower() not in {".jsonl", ".ndjson", ".csv", ".parquet", ".pq"}
+    )
+
+
+def open_source(path: Path, config: InputConfig) -> DataSource:
+    """The source of ``path``: by its suffix, a saved-dataset folder, or a Hub name.
+
+    Raises:
+        InputError: a missing file, an unknown format, a folder that is not a saved dataset,
+            a missing optional library (saying which extra to install).
+    """
+    if path.is_dir():
+        if not any((path / mark).exists() for mark in _SAVED_MARKS):
+            problem = "a folder, but not a dataset saved by Hugging Face datasets' save_to_disk"
+            raise InputError(path, [FieldProblem(0, None, problem)])
+        return SavedDatasetSource(path, config.split)
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        return ParquetSource(path)
+    if is_hub_name(path):
+        return HubDatasetSource(str(path), config.subset, config.split)
+    return TextFileSource(path)  # it says "file not found" or "unknown format"

@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 from flows.config.run import RunConfig
 from flows.data.dataset import CSV_MISSING_VALUES, rows_found
-from flows.data.reading import ItemStream, item_blocks
+from flows.data.reading import ItemStream, item_blocks, open_source
 from flows.data.records import Item
-from flows.data.sources import DataSource, TextFileSource, open_source
+from flows.data.sources import DataSource, TextFileSource
 from flows.loop.defaults import with_task_defaults
 from flows.loop.plan import LoopPlan, build_plan, check_loop_inputs, cleaner_chain
 from flows.loop.render import StepRenderer
