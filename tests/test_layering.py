@@ -42,7 +42,7 @@ def test_the_repository_keeps_every_contract() -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        ("flows/eval/stats.py", "import flows.llm.client", "eval and export only read files"),
+        ("flows/eval/stats.py", "import flows.llm.client", "the viewers only read files"),
         ("flows/loop/render.py", "import flows.batch", "Rooms are layered"),
         ("prompts/loader.py", "import postprocess.specs", "prompts and postprocess stand alone"),
         ("flows/data/records.py", "import prefect", "do not import Prefect themselves"),
