@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from flows.config.run import RunConfig
 from flows.data.output import OutputLog
 from flows.sharding import done_ids, merge_parts, shard_config, split_dataset
+from flows.ui.labels import batch_run_name
 from refine.errors import ConfigError
 
 __all__ = ["DaskSummary", "dask_task_runner", "refine_on_dask", "refine_shard", "run_on_dask"]
@@ -67,7 +68,7 @@ def dask_task_runner(shards: int, address: str | None) -> Any:
     )
 
 
-@flow(name="refine-dask", log_prints=False)
+@flow(name="refine-dask", flow_run_name=batch_run_name, log_prints=False)
 def refine_on_dask(
     input_path: Path, output_path: Path, config: RunConfig, shards: int = 2
 ) -> DaskSummary:

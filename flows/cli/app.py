@@ -219,7 +219,12 @@ def run(
     if task_runner != "default":
         failed = run_guarded(
             lambda: _run_dask(
-                input_path, output, config, overrides, task_runner, shards, dask_address
+                input_path,
+                output,
+                config,
+                overrides,
+                (task_runner, shards, dask_address),
+                summary_json,
             )
         )
         raise typer.Exit(0 if failed == 0 else 1)
@@ -234,36 +239,46 @@ def _run_dask(
     output: Path,
     config_file: Path | None,
     overrides: dict[str, Any],
-    task_runner: str,
-    shards: int,
-    address: str | None,
+    dask: tuple[str, int, str | None],
+    summary_json: Path | None,
 ) -> int:
-    """Shards on Dask workers (see flows/dask_shards.py); returns the failed records' count."""
+    """Shards on Dask workers (see flows/dask_shards.py); returns the failed records' count.
+    ``dask``: the task runner's name, the shards, and a cluster's address (else a local one)."""
     from rich.console import Console
     from rich.table import Table
 
+    from flows.cli.summary import write_figures
     from flows.dask_shards import run_on_dask
     from flows.llm.probe import probe_endpoint
     from flows.loop.preflight import load_input
     from refine.errors import ConfigError
 
+    task_runner, shards, address = dask
     if task_runner != "dask":
         raise ConfigError(f"--task-runner is 'default' or 'dask', not {task_runner!r}")
-    refuse_paths_not_text(INPUT=input_path, output=output, config=config_file)
+    refuse_paths_not_text(
+        INPUT=input_path, output=output, config=config_file, summary_json=summary_json
+    )
     config = build_run_config(overrides, config_file)
     config.endpoint.require_target()  # each worker needs the endpoint: no local model here
-    load_input(input_path, config)  # every row checked before any worker starts
+    checked = load_input(input_path, config)  # every row checked before any worker starts
     probe_endpoint(str(config.endpoint.base_url), config.retry.connect_timeout_s)
     summary = run_on_dask(input_path, output, config, shards, address)
+    chosen = [("input rows taken", checked.selection)] if checked.selection else []
     table = Table(title="refine run (dask)", show_header=False)
     for label, value in [
         ("output", str(summary.output_path)),
+        *chosen,
         ("shards / worker processes", f"{summary.shards} / {len(summary.worker_pids)}"),
         ("records merged now / in all", f"{summary.merged} / {summary.records}"),
         ("ok / failed", f"{summary.ok} / {summary.failed}"),
     ]:
         table.add_row(label, value)
     Console().print(table)
+    if summary_json is not None:
+        figures = {"input_path": str(input_path), **summary.model_dump(mode="json")}
+        figures |= {"selection": checked.selection, "exit_code": 0 if summary.failed == 0 else 1}
+        write_figures(summary_json, figures)
     return summary.failed
 
 

@@ -13,7 +13,13 @@ if TYPE_CHECKING:
     from flows.batch import BatchSummary
     from flows.loop.preflight import CheckedInput
 
-__all__ = ["print_skipped", "print_summary", "summary_figures", "write_summary_json"]
+__all__ = [
+    "print_skipped",
+    "print_summary",
+    "summary_figures",
+    "write_figures",
+    "write_summary_json",
+]
 
 
 def print_skipped(input_path: Path, checked: CheckedInput) -> None:
@@ -92,11 +98,16 @@ def summary_figures(summary: BatchSummary, input_path: Path) -> dict[str, object
 
 
 def write_summary_json(path: Path, summary: BatchSummary, input_path: Path) -> None:
-    """Write :func:`summary_figures` to ``path`` as indented JSON, atomically: a reader never
-    sees half a file, and a run that ends with an error leaves an older file as it was."""
+    """Write :func:`summary_figures` to ``path`` (see :func:`write_figures`)."""
+    write_figures(path, summary_figures(summary, input_path))
+
+
+def write_figures(path: Path, figures: dict[str, object]) -> None:
+    """Write ``figures`` to ``path`` as indented JSON, atomically: a reader never sees half a
+    file, and a run that ends with an error leaves an older file as it was."""
     import json
 
     from refine.atomic_file import write_bytes_atomic
 
-    text = json.dumps(summary_figures(summary, input_path), indent=2, ensure_ascii=False)
+    text = json.dumps(figures, indent=2, ensure_ascii=False)
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))

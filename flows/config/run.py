@@ -285,6 +285,7 @@ def build_run_config(
         _resolve_file_paths(from_file, config_file.parent)
         layers.append((str(config_file), {**from_file, "config_file": config_file}))
     layers.append(("command line", _drop_none(overrides or {})))
+    _latest_choice_wins(layers)
     merged: dict[str, Any] = {}
     for source, layer in layers:
         refuse_invalid_text(source, layer)
@@ -316,6 +317,23 @@ def _sampling_described(exc: ValidationError, layers: list[tuple[str, dict[str, 
         f"invalid configuration: samples (from {source(('samples',))}) and "
         f"endpoint.temperature (from {source(('endpoint', 'temperature'))}): {conflict}"
     )
+
+
+def _latest_choice_wins(layers: list[tuple[str, dict[str, Any]]]) -> None:
+    """``[input] limit`` and ``sample`` are one choice: a layer that sets one of them (the
+    command line's ``--limit`` over a config file's ``sample = 3``) drops the other from the
+    layers below it, as any setting overrides the one below. Both in one layer stay, and are
+    refused by :class:`flows.data.input_config.InputConfig`."""
+    for index, (_, layer) in enumerate(layers):
+        chosen = layer.get("input")
+        if not isinstance(chosen, dict):
+            continue
+        for key, other in (("limit", "sample"), ("sample", "limit")):
+            if key in chosen and other not in chosen:
+                for _, lower in layers[:index]:
+                    below = lower.get("input")
+                    if isinstance(below, dict):
+                        below.pop(other, None)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flows.data.sources import BATCH_ROWS, DataSource, Record, plain_row
+from flows.data.sources import BATCH_ROWS, DataSource, Record, plain_record
 from refine.errors import FieldProblem, InputError
 
 __all__ = ["HubDatasetSource", "SavedDatasetSource"]
@@ -136,12 +136,18 @@ def _numbered(batches: Iterator[dict[str, list[Any]]]) -> Iterator[Record]:
         names = list(batch)
         for values in zip(*(batch[name] for name in names), strict=True):
             line += 1
-            yield Record(line, plain_row(dict(zip(names, values, strict=True))))
+            yield plain_record(line, dict(zip(names, values, strict=True)))
 
 
 def _one_split(path: Path, loaded: Any, split: str | None) -> Any:
     """The split to read of a ``DatasetDict`` (its only one, or ``split``); a Dataset as it is."""
     if not isinstance(loaded, dict):  # DatasetDict and IterableDatasetDict are dicts
+        if split is not None:  # the rows would not be the split asked for
+            problem = (
+                f"one dataset without splits, so --split {split} cannot choose among them "
+                "(it applies to a dataset saved with several: a DatasetDict)"
+            )
+            raise InputError(path, [FieldProblem(0, None, problem)])
         return loaded
     names = list(loaded.keys())
     if split is None and len(names) == 1:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["InputConfig", "parse_map"]
+__all__ = ["InputConfig", "chosen_from", "parse_map"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -59,22 +59,26 @@ class InputConfig(BaseModel):
         if self.limit is not None and self.sample is not None:
             raise ValueError(
                 "limit and sample both choose rows: give one (--limit N for the first N, "
-                "--sample N --seed S for a seeded random N)"
+                "--sample N --sample-seed S for a seeded random N)"
             )
         return self
 
     @property
     def short_selection(self) -> str | None:
-        """:attr:`selection` in a few words, for run names and artifact titles."""
+        """:attr:`selection` in a few words, for run names and artifact titles; with the
+        split, where one was chosen."""
+        chosen = None
         if self.limit is not None:
-            return f"first {self.limit:,} rows"
-        if self.sample is not None:
-            return f"sample of {self.sample:,} rows, seed {self.seed}"
-        return None
+            chosen = f"first {self.limit:,} rows"
+        elif self.sample is not None:
+            chosen = f"sample of {self.sample:,} rows, seed {self.seed}"
+        parts = [f"split {self.split}"] if self.split else []
+        return ", ".join([*parts, chosen] if chosen else parts) or None
 
     @property
     def selection(self) -> str | None:
-        """How the rows were chosen, for the summary and the artifacts; None: all rows."""
+        """How the rows were chosen, for the summary and the artifacts; None: all rows. (The
+        pre-flight check says so when the dataset holds fewer: see ``chosen_from``.)"""
         if self.limit is not None:
             return f"the first {self.limit:,} rows (--limit {self.limit})"
         if self.sample is not None:
@@ -101,3 +105,17 @@ def parse_map(pairs: Iterable[str]) -> dict[str, str]:
             )
         mapping[variable] = column
     return mapping
+
+
+def chosen_from(config: InputConfig, rows: int) -> str | None:
+    """:attr:`InputConfig.selection` for a choice that took ``rows`` rows, after the split if
+    one was chosen (``split test: the first 2 rows (--limit 2)``); a limit or a sample asking
+    for more rows than the dataset holds took all of them, and says so. None: every row."""
+    asked = config.limit if config.limit is not None else config.sample
+    chosen = config.selection
+    if asked is not None and rows < asked:
+        flag = f"--limit {config.limit}" if config.limit is not None else f"--sample {asked}"
+        chosen = f"all {rows:,} rows ({flag} asks for more than the dataset holds)"
+    if config.split:
+        return f"split {config.split}: {chosen or f'all {rows:,} rows'}"
+    return chosen

@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection, Iterator
 from itertools import islice
 from pathlib import Path
+from typing import NoReturn
 
 from flows.data.dataset import to_items
 from flows.data.hf_datasets import HubDatasetSource, SavedDatasetSource
@@ -174,16 +175,27 @@ def open_source(path: Path, config: InputConfig) -> DataSource:
 
     Raises:
         InputError: a missing file, an unknown format, a folder that is not a saved dataset,
-            a missing optional library (saying which extra to install).
+            a missing optional library (saying which extra to install), a split or subset
+            asked of a source that has none (its rows would not be the ones asked for).
     """
-    if path.is_dir():
+    hub = is_hub_name(path)
+    saved = path.is_dir()
+    if config.subset is not None and not hub:
+        _refuse(path, f"--subset {config.subset} applies to a Hub dataset's configurations")
+    if config.split is not None and not (hub or saved):
+        _refuse(path, f"--split {config.split} applies to Hugging Face datasets, not files")
+    if saved:
         if not any((path / mark).exists() for mark in _SAVED_MARKS):
-            problem = "a folder, but not a dataset saved by Hugging Face datasets' save_to_disk"
-            raise InputError(path, [FieldProblem(0, None, problem)])
+            _refuse(
+                path, "a folder, but not a dataset saved by Hugging Face datasets' save_to_disk"
+            )
         return SavedDatasetSource(path, config.split)
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
+    if path.suffix.lower() in {".parquet", ".pq"}:
         return ParquetSource(path)
-    if is_hub_name(path):
+    if hub:
         return HubDatasetSource(str(path), config.subset, config.split)
     return TextFileSource(path)  # it says "file not found" or "unknown format"
+
+
+def _refuse(path: Path, problem: str) -> NoReturn:
+    raise InputError(path, [FieldProblem(0, None, problem)])

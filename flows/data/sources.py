@@ -23,7 +23,14 @@ from typing import Any
 from flows.data.dataset import parse_text_file
 from refine.errors import FieldProblem, InputError
 
-__all__ = ["BATCH_ROWS", "DataSource", "ParquetSource", "Record", "TextFileSource", "plain_row"]
+__all__ = [
+    "BATCH_ROWS",
+    "DataSource",
+    "ParquetSource",
+    "Record",
+    "TextFileSource",
+    "plain_record",
+]
 
 BATCH_ROWS = 1024
 """Rows per record batch read from Parquet or a Hugging Face dataset."""
@@ -142,15 +149,25 @@ class ParquetSource(DataSource):
         for batch in self._file.iter_batches(batch_size=BATCH_ROWS):
             for row in batch.to_pylist():
                 line += 1
-                yield Record(line, plain_row(row))
+                yield plain_record(line, row)
+
+
+class _NotText(ValueError):
+    """Bytes that are not UTF-8: a prompt cannot show them."""
 
 
 def _plain(value: Any) -> Any:
-    """A value as a template prints it: dates and decimals as text, containers walked."""
+    """A value as a template prints it: dates and decimals as text, bytes decoded as UTF-8
+    (raising :class:`_NotText` where they are not), containers walked."""
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotText(f"bytes that are not UTF-8 text (byte {exc.start + 1})") from None
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -158,5 +175,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: _plain(value) for name, value in row.items()}
+def plain_record(line: int, row: dict[str, Any]) -> Record:
+    """The record of a row read from Arrow data (Parquet, a Hugging Face dataset): its values
+    as :func:`_plain` makes them, or a problem per column whose bytes are not UTF-8."""
+    plain: dict[str, Any] = {}
+    problems = []
+    for name, value in row.items():
+        try:
+            plain[name] = _plain(value)
+        except _NotText as exc:
+            problems.append(FieldProblem(line, name, str(exc)))
+    return Record(line, None, tuple(problems)) if problems else Record(line, plain)

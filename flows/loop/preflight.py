@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from flows.config.run import RunConfig
 from flows.data.dataset import CSV_MISSING_VALUES, rows_found
+from flows.data.input_config import chosen_from
 from flows.data.reading import ItemStream, item_blocks, open_source
 from flows.data.records import Item
 from flows.data.sources import DataSource, TextFileSource
@@ -240,7 +241,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         rows_read=checked.rows_read,
         ids=checked.ids,
         exemplars=exemplars,
-        selection=config.input.selection,
+        selection=chosen_from(config.input, checked.rows_read),
     )
 
 

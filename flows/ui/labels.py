@@ -45,7 +45,8 @@ def _as_config(value: Any) -> RunConfig:
 
 
 def batch_run_name() -> str:
-    """The ``flow_run_name`` callable of ``refine_batch``: reads the run's parameters.
+    """The ``flow_run_name`` callable of ``refine_batch`` and ``refine_on_dask``: reads the
+    run's parameters.
 
     Prefect calls it with no arguments inside the flow run's context, once the parameters are
     validated (a deployment run passes them as JSON, a Python call as objects).

@@ -192,3 +192,52 @@ def test_the_input_table_of_a_config_file(tmp_path: Path) -> None:
     bad_name = r"refine.toml: invalid configuration\n  input\.map: 'te xt' is not a template"
     with pytest.raises(ConfigError, match=bad_name):
         build_run_config({}, config_file)
+
+
+def test_a_split_or_subset_that_cannot_apply_is_refused(tmp_path: Path) -> None:
+    """Rows of another split than the one asked for would run without a word."""
+    datasets = pytest.importorskip("datasets")
+    single = tmp_path / "single"
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).save_to_disk(str(single))
+    with pytest.raises(InputError, match="one dataset without splits, so --split test cannot"):
+        load_input(single, _config(split="test"))
+    parquet = _news(tmp_path / "news.parquet", 2)
+    with pytest.raises(InputError, match="--split test applies to Hugging Face datasets"):
+        load_input(parquet, _config(split="test", map={"text": "article"}))
+    with pytest.raises(InputError, match="--subset 3.0.0 applies to a Hub dataset"):
+        load_input(single, _config(subset="3.0.0"))
+    checked = load_input(single, _config())
+    assert checked.selection is None and checked.ids == ["1", "2"]
+
+
+def test_the_selection_says_what_was_taken(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "saved"
+    rows = datasets.Dataset.from_dict({"text": ["a", "b", "c"]})
+    datasets.DatasetDict({"train": rows, "test": rows}).save_to_disk(str(folder))
+    assert load_input(folder, _config(split="test", limit=2)).selection == (
+        "split test: the first 2 rows (--limit 2)"
+    )
+    assert load_input(folder, _config(split="train")).selection == "split train: all 3 rows"
+    path = _news(tmp_path / "news.parquet", 4)
+    many = load_input(path, _config(map={"text": "article"}, sample=50, seed=1))
+    assert many.selection == "all 4 rows (--sample 50 asks for more than the dataset holds)"
+
+
+def test_bytes_are_text_when_they_are_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bytes.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"caf\xc3\xa9", b"\xff\xfe"], pa.binary())}), path)
+    with pytest.raises(InputError) as info:
+        load_input(path, _config())
+    assert f"{path}:line 2, field 'text': bytes that are not UTF-8 text (byte 1)" in str(info.value)
+    checked = load_input(path, _config().model_copy(update={"skip_invalid": True}))
+    assert [item.fields["text"] for item in checked.items] == ["café"]
+
+
+def test_a_limit_on_the_command_line_overrides_a_sample_in_the_config(tmp_path: Path) -> None:
+    config_file = tmp_path / "refine.toml"
+    config_file.write_text("[input]\nsample = 3\nseed = 4\n")
+    config = build_run_config({"input": {"limit": 2}}, config_file)
+    assert (config.input.limit, config.input.sample) == (2, None)
+    with pytest.raises(ConfigError, match="--sample N --sample-seed S for a seeded random N"):
+        build_run_config({"input": {"limit": 2, "sample": 3}})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -70,20 +72,28 @@ def test_retry_failed_on_dask_appends_one_new_record_per_failed_id(
 def test_refine_run_with_the_dask_task_runner(
     prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
+    """With the dataset's own column names, a sample and the summary's figures as JSON."""
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(f'{{"id": "{i}", "input": "task {i}"}}\n' for i in range(8)))
+    data.write_text("".join(f'{{"key": "{i}", "task": "task {i}"}}\n' for i in range(12)))
     out = tmp_path / "out.jsonl"
+    figures_path = tmp_path / "summary.json"
     with fake_server_process() as url:
         result = run_refine(
             ["run", str(data), "-o", str(out), "--base-url", url, "--model", "m", "--steps", "2",
-             "--task-runner", "dask", "--shards", "2"],
+             "--task-runner", "dask", "--shards", "2", "--map", "id=key", "--map", "input=task",
+             "--sample", "8", "--sample-seed", "3", "--summary-json", str(figures_path)],
             cli_env(prefect_server, tmp_path),
         )  # fmt: skip
         sent = len(FakeOpenAIControl(url).chat_requests())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 / 2" in result.stdout  # shards / worker processes
-    assert sorted(r["id"] for r in read_records(out)) == [str(i) for i in range(8)]
+    chosen = sorted(str(i) for i in random.Random(3).sample(range(12), 8))
+    assert sorted(r["id"] for r in read_records(out)) == chosen
     assert sent == 16
+    figures = json.loads(figures_path.read_text())
+    assert figures["selection"] == "8 rows sampled at random (--sample 8 --sample-seed 3)"
+    assert (figures["ok"], figures["failed"], figures["exit_code"]) == (8, 0, 0)
+    assert "input rows taken" in result.stdout
 
 
 def test_dask_needs_a_prefect_server_every_worker_reaches(tmp_path: Path) -> None:
