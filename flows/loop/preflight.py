@@ -214,6 +214,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         for good, problems in blocks:
             checked.add(path, good, problems, config)
     else:
+        _check_columns(source, with_task_defaults(config, []))  # before reading any row
         exemplars = _exemplars(
             item for block, _ in item_blocks(source, config.input) for item in block
         )
@@ -302,6 +303,31 @@ class _Checked:
         self.ids += [item.id for item in good]
         if self.kept is not None:
             self.kept += good
+
+
+def _check_columns(source: DataSource, config: RunConfig) -> None:
+    """Refuse at once, naming the variable and the columns, a dataset whose schema has no
+    column for a variable the templates need: every row would lack it, and listing a million
+    rows (after reading them) says less than one line."""
+    columns = source.columns()
+    if columns is None:
+        return
+    mapped = config.input.map
+    available = (set(columns) - set(mapped.values())) | set(mapped)
+    renderer = StepRenderer.for_config(config)
+    roles = roles_used(config, build_plan(config))
+    needed = renderer.env.variables_used(renderer.kind.name, roles)
+    missing = sorted(needed - ENGINE_VARIABLES - set(renderer.kind.optional) - available)
+    if missing:
+        listed = ", ".join(columns)
+        problems = [
+            FieldProblem(
+                0, name, f"no column feeds it, but the task's templates use it (columns: {listed})"
+            )
+            for name in missing
+        ]
+        hint = "Feed it from a column with --map VARIABLE=COLUMN (or [input] map in the config)."
+        raise MissingFieldsError(source.path, problems, hint=hint)
 
 
 def _columns_hint(source: DataSource, checked: _Checked) -> str:

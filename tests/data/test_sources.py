@@ -50,12 +50,22 @@ def test_parquet_with_mapped_columns(tmp_path: Path) -> None:
 
 
 def test_an_unmapped_template_variable_names_the_rows_and_the_columns(tmp_path: Path) -> None:
+    """Parquet knows its columns: one line, before any row is read. A CSV or JSONL file names
+    every row, then its columns (a CSV's header) and the --map to use."""
     path = _news(tmp_path / "news.parquet", 3)
     with pytest.raises(MissingFieldsError) as info:
-        load_input(path, _config())
+        load_input(path, _config(map={"id": "guid"}))
     message = str(info.value)
-    assert f"{path}:line 1, field 'text'" in message and f"{path}:line 3" in message
-    assert "columns: guid, article, highlights" in message and "--map" in message
+    assert f"{path}: field 'text': no column feeds it, but the task's templates use it" in message
+    assert "(columns: guid, article, highlights)" in message and "--map" in message
+    assert "line 1" not in message
+    csv = tmp_path / "news.csv"
+    csv.write_text("guid,article\ng1,one\ng2,two\n")
+    with pytest.raises(MissingFieldsError) as info:
+        load_input(csv, _config())
+    message = str(info.value)
+    assert f"{csv}:line 2, field 'text'" in message and f"{csv}:line 3, field 'text'" in message
+    assert "The dataset's columns: guid, article." in message and "--map" in message
 
 
 def test_a_mapping_to_a_missing_column_fails_before_reading_a_row(tmp_path: Path) -> None:
