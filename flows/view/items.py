@@ -15,7 +15,7 @@ from pathlib import Path
 from flows.data.output_reader import RecordReader
 from flows.data.records import Candidate, Draft, DraftKind, SideRequest, Trajectory
 from flows.view.diff import Change, changed_words, word_diff
-from refine.errors import FieldProblem, InputError
+from refine.errors import ConfigError
 
 __all__ = [
     "DraftView",
@@ -37,17 +37,17 @@ def load_trajectories(
 
     Raises:
         InputError: the file is missing or is not a run's output (the reader's message, with
-            its hint), or an id in ``ids`` is not in it (naming the ids and the file).
+            its hint).
+        ConfigError: an id in ``ids`` is not in it (naming the ids and the file).
     """
     records = [record for _, record in RecordReader(path)]
     if ids:
         by_id = {record.id: record for record in records}
         unknown = [item_id for item_id in dict.fromkeys(ids) if item_id not in by_id]
         if unknown:
-            raise InputError(
-                path,
-                [FieldProblem(0, None, _unknown_ids(unknown, by_id))],
-                hint="`refine show OUTPUT` with no id lists the items",
+            raise ConfigError(
+                f"{path}: {_unknown_ids(unknown, by_id)}; "
+                "`refine show OUTPUT` with no id lists the items"
             )
         records = [by_id[item_id] for item_id in dict.fromkeys(ids)]
     if failed:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.view.items import draft_views, load_trajectories, summarize
-from refine.errors import InputError
+from refine.errors import ConfigError
 from tests.cli_helpers import REFINE
 from tests.view.outputs import (
     CAT_DRAFTS,
@@ -204,7 +204,8 @@ def test_an_unknown_id_names_itself_and_the_file_and_exits_non_zero(
     assert proc.returncode == 2 and proc.stdout == ""
     assert "no item with id 'nope' in this output (3 item(s): bakery, parser, elm)" in proc.stderr
     assert str(view_outputs.summarize) in proc.stderr and "Traceback" not in proc.stderr
-    with pytest.raises(InputError, match="'nope', 'gone'"):
+    assert "problem(s) in the input" not in proc.stderr  # an output, not an input
+    with pytest.raises(ConfigError, match="'nope', 'gone'"):
         load_trajectories(view_outputs.summarize, ["nope", "elm", "gone"])
 
 
