@@ -153,10 +153,15 @@ class RunStats:
         for draft in drafts:
             self._add_draft(draft, label)
         if failed:
-            # a failed item is counted at the step it could not finish: the one after its last
-            # draft, or step 1 when it has none
-            last = drafts[-1].get("step", 0) if drafts else 0
-            self._stats({"step": last + 1}).failures += 1
+            # a failed item is counted at the step it could not finish: after a request failed
+            # (stop reason "error", or none in an older record), the one after its last draft,
+            # or step 1 when it has none; else (every draft had problems, e.g. max_steps) the
+            # step of its last draft: a step after the last one never ran
+            if drafts and record.get("stop_reason") not in (None, "error"):
+                self._stats(drafts[-1]).failures += 1
+            else:
+                last = drafts[-1].get("step", 0) if drafts else 0
+                self._stats({"step": last + 1}).failures += 1
         if len(self.samples) < samples and len(drafts) >= 2:
             self.samples.append(record)
 

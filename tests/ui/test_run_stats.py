@@ -205,3 +205,19 @@ def test_prompt_tokens_the_server_cached_get_a_column_when_a_server_reports_them
         "share of prompt tokens from server cache"
         not in read_run_stats(write(tmp_path / "p.jsonl", plain)).rows()[0]
     )
+
+
+def test_an_item_failed_by_its_stop_rule_counts_at_its_last_step(tmp_path: Path) -> None:
+    """Every draft had problems until max_steps: the failure belongs to the last step that
+    ran, not to a step after it (a new user saw a step-4 row in a 3-step run)."""
+    record = {
+        "id": "x",
+        "status": "failed",
+        "stop_reason": "max_steps",
+        "error": "no usable draft",
+        "drafts": [draft(1, "a"), draft(2, "b")],
+    }
+    rows = {
+        row["step"]: row for row in read_run_stats(write(tmp_path / "o.jsonl", [record])).rows()
+    }
+    assert list(rows) == ["step-1", "step-2"] and rows["step-2"]["failures"] == 1
