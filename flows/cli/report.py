@@ -10,7 +10,7 @@ from rich.console import Console
 
 from flows.cli.guard import run_guarded
 
-__all__ = ["report_command"]
+__all__ = ["page_size", "report_command"]
 
 
 def report_command(
@@ -32,9 +32,23 @@ def report_command(
 def _report(output: Path, html: Path) -> None:
     # Imported here so `refine --help` does not pay for matplotlib and Jinja.
     from flows.view.html import write_report
+    from flows.view.items import torn_tail_note
 
-    items = write_report(output, html)
-    size = html.stat().st_size
+    written = write_report(output, html)
+    if written.torn_tail:
+        Console(stderr=True).print(
+            torn_tail_note(output), highlight=False, soft_wrap=True, markup=False
+        )
     Console().print(
-        f"wrote {html} ({items:,} items, {size / 1e6:.1f} MB)", highlight=False, soft_wrap=True
+        f"wrote {html} ({written.items:,} items, {page_size(html.stat().st_size)})",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
     )
+
+
+def page_size(size: int) -> str:
+    """``size`` bytes as KB below a megabyte (``0.0 MB`` says nothing), else as MB."""
+    if size < 1_000_000:
+        return f"{max(size / 1e3, 0.1):.1f} KB"
+    return f"{size / 1e6:.1f} MB"

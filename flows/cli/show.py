@@ -37,13 +37,27 @@ def show_command(
 
 
 def _show(output: Path, ids: tuple[str, ...], failed: bool) -> None:
-    from flows.view.items import load_trajectories
+    from flows.view.items import load_items, torn_tail_note
+    from flows.view.safe_text import visible
     from flows.view.terminal import items_table, show_items
 
     console = Console()
-    records = load_trajectories(output, ids, failed)
-    name = escape(str(output))
+    loaded = load_items(output, ids, failed)
+    records = loaded.records
+    name = escape(visible(str(output)))
+    if loaded.torn_tail:
+        Console(stderr=True).print(
+            torn_tail_note(output), highlight=False, soft_wrap=True, markup=False
+        )
     if ids or failed:
+        if not records and ids:
+            given = escape(visible(", ".join(dict.fromkeys(ids))))
+            console.print(
+                f"none of the given ids failed in {name} ({given})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
         if not records:
             console.print(f"no failed items in {name}", highlight=False)
             return
@@ -58,7 +72,7 @@ def _show(output: Path, ids: tuple[str, ...], failed: bool) -> None:
     # the example names an item worth a look: one that ran, else the first
     first = next((r.id for r in records if r.status == "ok" and r.drafts), records[0].id)
     console.print(
-        f"show one item's drafts: [bold]refine show {name} {escape(first)}[/]"
+        f"show one item's drafts: [bold]refine show {name} {escape(visible(first))}[/]"
         + (
             f"; the failed ones: [bold]refine show {name} --failed[/]"
             if any(r.status == "failed" for r in records)

@@ -37,7 +37,7 @@ from flows.view.items import DraftView, ItemSummary, draft_views, summarize
 from refine.atomic_file import atomic_write
 from refine.errors import ConfigError, FieldProblem, InputError
 
-__all__ = ["MAX_TEXT_CHARS", "ItemPage", "Plot", "item_page", "write_report"]
+__all__ = ["MAX_TEXT_CHARS", "ItemPage", "Plot", "Written", "item_page", "write_report"]
 
 MAX_TEXT_CHARS = 20_000
 """A draft longer than this is cut on the page (with a note): a page of thousands of items
@@ -141,9 +141,18 @@ def _context(output: Path) -> dict[str, Any]:
     }
 
 
-def write_report(output: Path, page: Path) -> int:
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_report` wrote: how many items the page shows, and whether the
+    output's last line was torn (cut off mid-write, so left out)."""
+
+    items: int
+    torn_tail: bool
+
+
+def write_report(output: Path, page: Path) -> Written:
     """Write the HTML page of the run in ``output`` to ``page``; returns how many items it
-    shows.
+    shows and whether the output's last line was torn.
 
     Raises:
         InputError: ``output`` is missing, empty or not a run's output file (nothing written).
@@ -164,4 +173,4 @@ def write_report(output: Path, page: Path) -> int:
                 fh.write(chunk.encode("utf-8"))
     except OSError as exc:  # a folder, no permission, a full disk: the old page, if any, stays
         raise ConfigError(f"cannot write the page {page}: {exc.strerror or exc}") from None
-    return len(context["rows"])
+    return Written(len(context["rows"]), bool(context["torn_tail"]))

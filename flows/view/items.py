@@ -15,21 +15,47 @@ from pathlib import Path
 from flows.data.output_reader import RecordReader
 from flows.data.records import Candidate, Draft, DraftKind, SideRequest, Trajectory
 from flows.view.diff import Change, changed_words, word_diff
+from flows.view.safe_text import visible
 from refine.errors import ConfigError
 
 __all__ = [
     "DraftView",
     "ItemSummary",
+    "Loaded",
     "draft_views",
+    "load_items",
     "load_trajectories",
+    "torn_tail_note",
     "primary_reward",
     "summarize",
 ]
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """The records :func:`load_items` read, and whether the file's last line was torn (cut off
+    mid-write, so left out: a viewer says so)."""
+
+    records: list[Trajectory]
+    torn_tail: bool
+
+
+def torn_tail_note(path: Path) -> str:
+    """What a viewer says (once, on stderr) when the last line of ``path`` was torn."""
+    return (
+        f"note: the last line of {visible(str(path))} is incomplete (a run still writing, or "
+        "one stopped mid-write): it is left out"
+    )
+
+
 def load_trajectories(
     path: Path, ids: Sequence[str] = (), failed: bool = False
 ) -> list[Trajectory]:
+    """The records of :func:`load_items` (without whether the last line was torn)."""
+    return load_items(path, ids, failed).records
+
+
+def load_items(path: Path, ids: Sequence[str] = (), failed: bool = False) -> Loaded:
     """The latest record of each id in the output file ``path``, in file order.
 
     ``ids``: only these, in the order given (a repeated id once). ``failed``: only the items
@@ -40,7 +66,8 @@ def load_trajectories(
             its hint).
         ConfigError: an id in ``ids`` is not in it (naming the ids and the file).
     """
-    records = [record for _, record in RecordReader(path)]
+    reader = RecordReader(path)
+    records = [record for _, record in reader]
     if ids:
         by_id = {record.id: record for record in records}
         unknown = [item_id for item_id in dict.fromkeys(ids) if item_id not in by_id]
@@ -52,16 +79,18 @@ def load_trajectories(
         records = [by_id[item_id] for item_id in dict.fromkeys(ids)]
     if failed:
         records = [record for record in records if record.status == "failed"]
-    return records
+    return Loaded(records, reader.torn_tail)
 
 
 _KNOWN_SHOWN = 5
 
 
 def _unknown_ids(unknown: list[str], by_id: dict[str, Trajectory]) -> str:
-    names = ", ".join(repr(item_id) for item_id in unknown)
+    names = ", ".join(visible(repr(item_id)) for item_id in unknown)
     noun = "id" if len(unknown) == 1 else "ids"
-    known = ", ".join(list(by_id)[:_KNOWN_SHOWN]) + (", …" if len(by_id) > _KNOWN_SHOWN else "")
+    known = visible(", ".join(list(by_id)[:_KNOWN_SHOWN])) + (
+        ", …" if len(by_id) > _KNOWN_SHOWN else ""
+    )
     return f"no item with {noun} {names} in this output ({len(by_id)} item(s): {known or 'none'})"
 
 

@@ -4,7 +4,9 @@ Each draft shows its word diff from the one before in git's word-diff notation, 
 reads without colour too: ``[-removed words-]`` (red, struck through) and ``{+added words+}``
 (green). Then its tokens, rewards, problems, critique and, for a best-of-N step, every
 candidate. The item's header says its status, why it stopped and which draft was returned.
-Texts from the records are shown as plain text, never as rich markup.
+Texts from the records are shown as plain text, never as rich markup, and through
+:func:`~flows.view.safe_text.visible`: a control character or bidi control in a draft is shown,
+not sent to the terminal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.text import Text
 from flows.data.records import Candidate, Trajectory
 from flows.view.diff import Change
 from flows.view.items import DraftView, ItemSummary, draft_views, summarize
+from flows.view.safe_text import visible
 
 __all__ = ["diff_text", "item_view", "items_table", "show_items"]
 
@@ -38,12 +41,13 @@ def diff_text(changes: Iterable[Change]) -> Text:
     text = Text()
     runs = list(changes)
     for number, change in enumerate(runs):
-        body = change.text.rstrip()
+        whole = visible(change.text)
+        body = whole.rstrip()
         opening, closing = _MARKS[change.op]
         text.append(opening + body + closing, style=_STYLES[change.op])
         following = runs[number + 1].op if number + 1 < len(runs) else None
         if not (change.op == "removed" and following == "added"):
-            text.append(change.text[len(body) :])
+            text.append(whole[len(body) :])
     return text
 
 
@@ -52,7 +56,7 @@ def _number(value: float) -> str:
 
 
 def _rewards(rewards: dict[str, float]) -> str:
-    return ", ".join(f"{label} {_number(value)}" for label, value in rewards.items())
+    return ", ".join(f"{visible(label)} {_number(value)}" for label, value in rewards.items())
 
 
 def _reward_span(row: ItemSummary) -> str:
@@ -70,22 +74,22 @@ def items_table(records: Iterable[Trajectory]) -> Group:
     rows = [summarize(record) for record in records]
     labels = {row.reward for row in rows if row.reward}
     one_label = labels.pop() if len(labels) == 1 else None
-    table = Table(box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     widest = max((len(row.id) for row in rows), default=2)
+    # numbers and the id never shrink (a cut number misleads); the stop reason folds instead
     table.add_column("id", overflow="fold", min_width=min(widest, _ID_CHARS))
-    for name in ("status", "stop", "steps", "output", one_label or "reward"):
-        table.add_column(
-            name, no_wrap=True, justify="left" if name in ("status", "stop") else "right"
-        )
-    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("stop", overflow="fold", min_width=4)
+    for name in ("steps", "output", one_label or "reward", "tokens"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for row in rows:
         reward = _reward_span(row)
         if reward != "-" and row.reward and one_label is None:
-            reward = f"{row.reward} {reward}"
+            reward = f"{visible(row.reward)} {reward}"
         cells: list[RenderableType] = [
-            Text(row.id),
-            Text(row.status, style="red" if row.status == "failed" else "green"),
-            row.stop_reason or "-",
+            Text(visible(row.id)),
+            Text(visible(row.status), style="red" if row.status == "failed" else "green"),
+            Text(visible(row.stop_reason or "-")),
             str(row.steps),
             "-" if row.selected_step is None else f"step {row.selected_step}",
             reward,
@@ -96,8 +100,8 @@ def items_table(records: Iterable[Trajectory]) -> Group:
     for row in rows:
         if row.status == "failed":
             error = row.error or "no error recorded"
-            line = Text.assemble((row.id, "red"), f" failed: {error}", no_wrap=True)
-            line.overflow = "ellipsis"
+            line = Text.assemble((visible(row.id), "red"), f" failed: {visible(error)}")
+            line.overflow = "fold"
             errors.append(line)
     return Group(table, *errors)
 
@@ -105,10 +109,10 @@ def items_table(records: Iterable[Trajectory]) -> Group:
 def _header(record: Trajectory) -> Text:
     row = summarize(record)
     header = Text()
-    header.append(f"item {record.id}", style="bold")
+    header.append(f"item {visible(record.id)}", style="bold")
     header.append(" · ")
-    header.append(record.status, style="red" if record.status == "failed" else "green")
-    header.append(f" · stop: {record.stop_reason or '-'}")
+    header.append(visible(record.status), style="red" if record.status == "failed" else "green")
+    header.append(f" · stop: {visible(record.stop_reason or '-')}")
     header.append(f" · {row.steps} step{'s' if row.steps != 1 else ''}")
     if record.selected_step is not None:
         header.append(f" · returned: step {record.selected_step}", style="bold")
@@ -117,7 +121,7 @@ def _header(record: Trajectory) -> Text:
     else:
         header.append(" · returned: nothing")
     if row.reward and row.first_reward is not None:
-        header.append(f" · {row.reward} {_reward_span(row)}")
+        header.append(f" · {visible(row.reward)} {_reward_span(row)}")
     if record.total_reward is not None:
         header.append(f" (R {_number(record.total_reward)})")
     header.append(f" · {row.tokens:,} tokens")
@@ -138,9 +142,10 @@ def _candidates(view: DraftView) -> Table:
             f"{candidate.usage.tokens:,}",
             _rewards(candidate.rewards) or "-",
             Text(
-                "; ".join(candidate.problems) or "none", style="red" if candidate.problems else ""
+                visible("; ".join(candidate.problems)) or "none",
+                style="red" if candidate.problems else "",
             ),
-            Text(candidate.text),
+            Text(visible(candidate.text)),
         ]
 
     for candidate in view.candidates:
@@ -155,7 +160,9 @@ def _draft(view: DraftView) -> list[RenderableType]:
         title += " · returned"
     parts: list[RenderableType] = [Rule(Text(title, style="bold"), align="left")]
     if view.step == 1 or view.removed_words + view.added_words == 0:
-        parts.append(Text(draft.text) if draft.text else Text("(empty draft)", style="dim"))
+        parts.append(
+            Text(visible(draft.text)) if draft.text else Text("(empty draft)", style="dim")
+        )
         if view.step != 1:
             parts.append(Text("(unchanged from the previous draft)", style="dim"))
     else:
@@ -177,22 +184,27 @@ def _draft(view: DraftView) -> list[RenderableType]:
     facts.add_row("tokens", tokens)
     rewards = _rewards(view.rewards) or "none"
     if view.reward_notes:
-        rewards += " (" + "; ".join(view.reward_notes) + ")"
+        rewards += " (" + visible("; ".join(view.reward_notes)) + ")"
     facts.add_row("rewards", rewards)
-    problems = Text("\n".join(view.problems), style="red") if view.problems else Text("none")
+    problems = (
+        Text(visible("\n".join(view.problems)), style="red") if view.problems else Text("none")
+    )
     facts.add_row("problems", problems)
     if view.critique is not None:
-        facts.add_row("critique", Text(view.critique, style="yellow"))
+        facts.add_row("critique", Text(visible(view.critique), style="yellow"))
     for side in view.side_requests:
         if side.role != "critique":
-            facts.add_row(side.role, Text(side.text))
+            facts.add_row(visible(side.role), Text(visible(side.text)))
     if draft.finish_reason not in (None, "stop"):
-        facts.add_row("finish", Text(draft.finish_reason or ""))
+        facts.add_row("finish", Text(visible(draft.finish_reason or "")))
     parts.append(Padding(facts, (0, 0, 0, 2), expand=False))
     if view.candidates:
-        choice = f"{len(view.candidates)} candidates; won: #{draft.candidate}"
+        if any(candidate.usable for candidate in view.candidates):
+            choice = f"{len(view.candidates)} candidates; won: #{draft.candidate}"
+        else:  # the record still names one, whose text was kept: it did not win anything
+            choice = f"{len(view.candidates)} candidates, none usable; kept: #{draft.candidate}"
         if draft.choice:
-            choice += f" ({draft.choice})"
+            choice += f" ({visible(draft.choice)})"
         parts.append(Padding(Text(choice, style="dim"), (0, 0, 0, 2), expand=False))
         parts.append(Padding(_candidates(view), (0, 0, 0, 2), expand=False))
     return parts
@@ -202,14 +214,14 @@ def item_view(record: Trajectory) -> Group:
     """One item: its header, its error if it failed, then each draft with its diff and facts."""
     parts: list[RenderableType] = [_header(record)]
     if record.error:
-        parts.append(Text(f"error: {record.error}", style="red"))
+        parts.append(Text(f"error: {visible(record.error)}", style="red"))
     views = draft_views(record)
     if not views:
         parts.append(Text("no drafts: the item failed before its first draft", style="dim"))
     for view in views:
         parts.extend(_draft(view))
     if record.output is not None and record.selected_step is None:
-        parts.append(Text(f"output: {record.output}"))
+        parts.append(Text(f"output: {visible(record.output)}"))
     return Group(*parts)
 
 

@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 
 from flows.batch import refine_batch
+from flows.cli.report import page_size
 from flows.data.records import request_dicts
-from flows.view.html import write_report
+from flows.view.html import Written, write_report
 from tests.batch_helpers import make_config, read_records, write_rows
 from tests.cli_helpers import run_refine
 from tests.deploy_helpers import CHROMIUM_FLAGS
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.prefect_server import PrefectServer
 from tests.view.outputs import ViewOutputs
+from tests.view.test_show import two_drafts_run
 
 HOSTILE = (
     '<script>document.title = "pwned"</script> '
@@ -195,7 +197,7 @@ def test_the_page_in_chromium(
 
     for kind, output in view_outputs.all().items():
         other = tmp_path / f"{kind}.html"
-        assert write_report(output, other) == len(read_records(output))
+        assert write_report(output, other).items == len(read_records(output))
         view = Page(browser, other)
         cells = [view.column(index) for index in range(8)]
         assert [list(row) for row in zip(*cells, strict=True)] == _expected_rows(output), kind
@@ -260,6 +262,69 @@ def test_a_torn_last_line_is_left_out_and_said(view_outputs: ViewOutputs, tmp_pa
     growing = tmp_path / "out.jsonl"
     growing.write_bytes(view_outputs.summarize.read_bytes() + b'{"id": "next", "sta')
     page = tmp_path / "page.html"
-    assert write_report(growing, page) == 3
+    assert write_report(growing, page) == Written(3, torn_tail=True)
     html = page.read_text("utf-8")
     assert 'id="torn-tail"' in html and html.count('<details class="item"') == 3
+
+
+BIDI_ID = "\u202eevil-id"
+BIDI_DRAFT = "Step one \u202eunclosed override"
+
+
+@pytest.fixture
+def bidi_output(fake_server: FakeOpenAI, prefect_api: PrefectServer, tmp_path: Path) -> Path:
+    """A real generic run whose id starts with a right-to-left override and whose first draft
+    leaves one open; the second draft adds a word after it."""
+    return two_drafts_run(fake_server, tmp_path, BIDI_ID, [BIDI_DRAFT, BIDI_DRAFT + " inserted"])
+
+
+def test_bidi_controls_in_the_data_stay_inside_their_own_piece(
+    bidi_output: Path, browser: Any, tmp_path: Path
+) -> None:
+    """Every piece of data text is bidi-isolated, so an override in an id or a draft cannot
+    reorder the header, cells or diff pieces after it; a whole header cell sorts."""
+    page_path = tmp_path / "bidi.html"
+    write_report(bidi_output, page_path)
+    view = Page(browser, page_path)
+    page = view.page
+    page.locator("#item-0").evaluate("node => { node.open = true; }")
+    isolated = [
+        "#items-table tbody td",
+        "#items-table tbody td bdi",
+        "#item-0 > summary bdi",
+        "#item-0 .draft[data-step='1'] .text span",
+        "#item-0 .draft[data-step='2'] .text span",
+        "#item-0 .draft[data-step='2'] .text ins",
+    ]
+    for selector in isolated:
+        elements = page.locator(selector)
+        assert elements.count() > 0, selector
+        styles = elements.evaluate_all(
+            "nodes => nodes.map(node => getComputedStyle(node).unicodeBidi)"
+        )
+        assert set(styles) == {"isolate"}, (selector, styles)
+    assert page.locator("#item-0 > summary bdi").first.inner_text() == BIDI_ID
+    assert _words(page, "#item-0", 2, "ins") == ["inserted"]
+    # a click anywhere in a header cell sorts, not only on its label
+    header = page.locator("#items-table th:nth-child(7)")
+    box = header.bounding_box()
+    label = header.locator("button").bounding_box()
+    assert box is not None and label is not None and label["width"] >= box["width"] - 2
+    page.mouse.click(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
+    assert header.get_attribute("aria-sort") == "ascending"
+    assert view.outside == [] and view.errors == []
+    view.close()
+
+
+def test_report_says_a_torn_line_on_stderr_and_small_pages_in_kb(
+    view_outputs: ViewOutputs, tmp_path: Path
+) -> None:
+    growing = tmp_path / "out.jsonl"
+    growing.write_bytes(view_outputs.summarize.read_bytes() + b'{"id": "next", "sta')
+    page = tmp_path / "page.html"
+    done = run_refine(["report", str(growing), "--html", str(page)], env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("incomplete") == 1 and "left out" in done.stderr
+    assert " KB)" in done.stdout and "0.0 MB" not in done.stdout
+    assert page_size(999_999) == "1000.0 KB" and page_size(2_500_000) == "2.5 MB"
+    assert page_size(40) == "0.1 KB"

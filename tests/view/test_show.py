@@ -7,16 +7,25 @@ the exit code and message of a user's mistake as a shell sees them.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from flows.batch import refine_batch
 from flows.cli import app
+from flows.view.html import write_report
 from flows.view.items import draft_views, load_trajectories, summarize
+from flows.view.safe_text import visible
+from flows.view.terminal import items_table
 from refine.errors import ConfigError
+from tests.batch_helpers import make_config, read_records, write_rows
 from tests.cli_helpers import REFINE
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.prefect_server import PrefectServer
 from tests.view.outputs import (
     CAT_DRAFTS,
     ELM_DRAFTS,
@@ -220,3 +229,112 @@ def test_a_file_that_is_not_an_output_gets_the_readers_error(
     assert "is this the --output file of `refine run`?" in result.output
     missing = CliRunner().invoke(app, ["show", str(tmp_path / "none.jsonl")], env=WIDE)
     assert missing.exit_code == 2 and "file not found" in missing.output
+
+
+CONTROL_ID = "\u202eevil-id"
+CONTROL_DRAFT = "Hi \x1b[31mRED\x1b[0m \x1b]0;TITLE\x07 \x1b[2J \u202eesrever \u2066x\x9b end."
+
+
+def two_drafts_run(fake_server: FakeOpenAI, folder: Path, item_id: str, drafts: list[str]) -> Path:
+    """The output of a real two-step generic run in ``folder`` of one item ``item_id`` whose
+    drafts are ``drafts``."""
+    data = write_rows(folder / "data.jsonl", [{"id": item_id, "input": "Say hello."}])
+    fake_server.script([Reply(content=text) for text in drafts])
+    out = folder / "run" / "out.jsonl"
+    out.parent.mkdir()
+    asyncio.run(refine_batch(data, out, make_config(fake_server, folder, task="generic", steps=2)))
+    assert [d["text"] for d in read_records(out)[0]["drafts"]] == drafts
+    return out
+
+
+@pytest.fixture
+def control_output(fake_server: FakeOpenAI, prefect_api: PrefectServer, tmp_path: Path) -> Path:
+    """A real run whose id holds a right-to-left override and whose two drafts hold terminal
+    escape sequences (colour, window title, clear screen), bidi controls and a C1 control;
+    the second draft adds a word."""
+    return two_drafts_run(
+        fake_server, tmp_path, CONTROL_ID, [CONTROL_DRAFT, CONTROL_DRAFT + " inserted"]
+    )
+
+
+def test_visible_shows_control_characters_and_bidi_controls_and_keeps_the_rest() -> None:
+    assert visible("a\x1b[2Jb\x07\x00\x7f\x9b") == "a\\x1b[2Jb\\x07\\x00\\x7f\\x9b"
+    assert visible("\u202eab\u2066\u2069\u200e\u200f\u061c") == (
+        "<U+202E>ab<U+2066><U+2069><U+200E><U+200F><U+061C>"
+    )
+    assert visible("line\n\tindented é → 日本") == "line\n\tindented é → 日本"
+
+
+def test_control_sequences_and_bidi_controls_in_the_data_are_shown_not_sent(
+    control_output: Path,
+) -> None:
+    shown_draft = (
+        "Hi \\x1b[31mRED\\x1b[0m \\x1b]0;TITLE\\x07 \\x1b[2J <U+202E>esrever <U+2066>x\\x9b end."
+    )
+    table = show(control_output)
+    item = show(control_output, CONTROL_ID)
+    for out in (table, item):
+        assert not any(char in out for char in "\x1b\x07\x9b\u202e\u2066"), repr(out)
+        assert "<U+202E>evil-id" in out
+    assert "item <U+202E>evil-id · ok" in item
+    assert shown_draft in section(item, "step 1", "step 2")
+    assert "end. {+inserted+}" in section(item, "step 2")
+
+
+def test_a_narrow_terminal_keeps_the_ids_and_whole_numbers(view_outputs: ViewOutputs) -> None:
+    records = load_trajectories(view_outputs.summarize)
+    tokens = {record.id: f"{summarize(record).tokens:,}" for record in records}
+    for width in (60, 66):
+        console = Console(width=width, record=True)
+        console.print(items_table(records))
+        out = console.export_text()
+        assert max(len(line) for line in out.splitlines()) <= width
+        for item_id, count in tokens.items():
+            assert any(line.split()[:1] == [item_id] for line in out.splitlines()), (width, out)
+            assert count in out, (width, out)
+        assert "rouge_l" in out, (width, out)
+        elm = summarize(next(r for r in records if r.id == "elm"))
+        assert elm.last_reward is not None and f"{elm.last_reward:.3g}" in out, (width, out)
+
+
+def test_failed_among_given_ids_names_them_when_none_failed(view_outputs: ViewOutputs) -> None:
+    out = show(view_outputs.summarize, "elm", "--failed").strip()
+    assert out == f"none of the given ids failed in {view_outputs.summarize} (elm)"
+
+
+def test_a_torn_last_line_is_noted_once_on_stderr(
+    view_outputs: ViewOutputs, tmp_path: Path
+) -> None:
+    growing = tmp_path / "out.jsonl"
+    growing.write_bytes(view_outputs.summarize.read_bytes() + b'{"id": "next", "sta')
+    for args in ([], ["elm"]):
+        result = CliRunner().invoke(app, ["show", str(growing), *args], env=WIDE)
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("incomplete") == 1 and "left out" in result.stderr
+        assert "incomplete" not in result.stdout
+    whole = CliRunner().invoke(app, ["show", str(view_outputs.summarize)], env=WIDE)
+    assert whole.stderr == ""
+
+
+def test_best_of_n_with_no_usable_candidate_says_which_was_kept_not_won(
+    fake_server: FakeOpenAI, prefect_api: PrefectServer, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "data.jsonl", [{"id": "city", "input": "The city as JSON."}])
+    for seed in range(3):
+        fake_server.script([Reply(content=f"not json {seed}")], match=f"seed={seed}")
+    out = tmp_path / "none" / "out.jsonl"
+    out.parent.mkdir()
+    config = make_config(
+        fake_server, tmp_path, task="generic", steps=1, samples=3, validators=["json"]
+    )
+    asyncio.run(refine_batch(data, out, config))
+    (draft,) = read_records(out)[0]["drafts"]
+    assert len(draft["candidates"]) == 3 and draft["candidate"] is not None
+    assert all(candidate["problems"] for candidate in draft["candidates"])
+    shown = show(out, "city")
+    assert f"3 candidates, none usable; kept: #{draft['candidate']}" in shown
+    assert "won" not in shown
+    page = tmp_path / "page.html"
+    write_report(out, page)
+    html = page.read_text("utf-8")
+    assert f"none usable, candidate {draft['candidate']} kept" in html and " won<" not in html
