@@ -205,14 +205,11 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
     source = open_source(path, config.input)
     path = source.path
     if isinstance(source, TextFileSource):
-        blocks = [
-            _read_block(block, found, config)
-            for block, found in item_blocks(source, config.input, size=2**62)
-        ]
-        exemplars = _exemplars(item for good, _ in blocks for item in good)
+        blocks = list(item_blocks(source, config.input, size=2**62))
+        exemplars = _exemplars(item for block, _ in blocks for item in block)
         checked = _Checked(kept=[])
-        for good, problems in blocks:
-            checked.add(path, good, problems, config)
+        for block, found in blocks:
+            checked.add(path, block, found, config)
     else:
         _check_columns(source, with_task_defaults(config, []))  # before reading any row
         exemplars = _exemplars(
@@ -221,7 +218,7 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         defaults = with_task_defaults(config, exemplars)
         checked = _Checked()
         for block, found in item_blocks(source, config.input, size=CHECK_BLOCK_ROWS):
-            checked.add(path, *_read_block(block, found, config), defaults)
+            checked.add(path, block, found, defaults)
     problems = sorted(checked.problems, key=lambda p: p.line)
     if checked.rows_read == 0 and not problems:
         problems = [FieldProblem(0, None, "the file has no rows")]
@@ -244,13 +241,6 @@ def load_input(path: Path, config: RunConfig) -> CheckedInput:
         exemplars=exemplars,
         selection=chosen_from(config.input, checked.rows_read),
     )
-
-
-def _read_block(
-    items: list[Item], problems: list[FieldProblem], config: RunConfig
-) -> tuple[list[Item], list[FieldProblem]]:
-    """A block's items and its problems, with every field too long for a prompt added."""
-    return items, problems + oversized_fields(items, config.max_prompt_chars)
 
 
 def _exemplars(items: Iterable[Item]) -> list[Item]:
@@ -282,8 +272,11 @@ class _Checked:
     def add(
         self, path: Path, items: list[Item], problems: list[FieldProblem], config: RunConfig
     ) -> None:
-        """Check one block's rows; keep its good ids (and items) and every problem."""
-        self.rows_read += rows_found(items, problems)
+        """Check one block's rows; keep its good ids (and items) and every problem: the
+        block's own (``problems``: bad lines and ids), every field too long for a prompt, and
+        what the templates' check finds."""
+        self.rows_read += rows_found(items, problems)  # before a good row gets a problem too
+        problems = problems + oversized_fields(items, config.max_prompt_chars)
         good = _without(items, problems)
         while good:
             try:
