@@ -5,6 +5,7 @@ Both need the ``datasets`` library, the ``[datasets]`` extra; without it, the er
 
 from __future__ import annotations
 
+import itertools
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -119,14 +120,7 @@ class HubDatasetSource(DataSource):
             raise self._unreachable(exc) from None
         if first is None:
             return
-        yield from _numbered(_chain(first, batches))
-
-
-def _chain(
-    first: dict[str, list[Any]], rest: Iterator[dict[str, list[Any]]]
-) -> Iterator[dict[str, list[Any]]]:
-    yield first
-    yield from rest
+        yield from _numbered(itertools.chain([first], batches))
 
 
 def _numbered(batches: Iterator[dict[str, list[Any]]]) -> Iterator[Record]:

@@ -30,7 +30,6 @@ from refine.errors import FieldProblem, InputError, MissingFieldsError
 __all__ = [
     "CheckedInput",
     "check_items",
-    "load_checked_items",
     "load_input",
     "oversized_fields",
     "roles_used",
@@ -165,11 +164,6 @@ def value_problems(
             elif name in TEXT_ONLY_FIELDS and (why := not_text(row[name])):
                 problems.append(FieldProblem(line, name, f"{why} (template {files} uses it)"))
     return problems
-
-
-def load_checked_items(path: Path, config: RunConfig) -> list[Item]:
-    """Read ``path`` and check it (see :func:`load_input`) before any request is sent."""
-    return list(load_input(path, config).items)
 
 
 def oversized_fields(items: list[Item], max_prompt_chars: int) -> list[FieldProblem]:
